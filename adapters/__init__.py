@@ -1,0 +1,11 @@
+"""fggp: gradual unstructured pruning (FGGP, GMP, Global MP) for PyTorch, Keras 3 and JAX.
+
+``import fggp`` re-exports the framework-free core (``fggp_core``) and imports no framework.
+The adapters are subpackages imported on demand: ``fggp.torch``, ``fggp.keras``, ``fggp.jax``.
+"""
+
+from fggp_core import *  # noqa: F403 - the public face re-exports the core's API
+from fggp_core import __all__ as _core_all
+from fggp_core import __version__
+
+__all__ = [*_core_all, "__version__"]

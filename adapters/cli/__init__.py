@@ -1,0 +1,1 @@
+"""placeholder: the cli adapter is being written."""

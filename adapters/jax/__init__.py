@@ -1,0 +1,1 @@
+"""placeholder: the jax adapter is being written."""

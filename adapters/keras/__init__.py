@@ -1,0 +1,1 @@
+"""placeholder: the keras adapter is being written."""

@@ -1,0 +1,1 @@
+"""placeholder: the torch adapter is being written."""

@@ -1,0 +1,224 @@
+"""The state machine every adapter drives: step counting, events, counts, masks, state.
+
+Data flow at an event: the adapter hands over this step's weights and gradients (its own
+arrays); the schedule says how many entries must be pruned; ``select`` (run by the adapter's
+executor, on its device) says which; the pruner keeps the new masks and the adapter applies
+them to weights and optimizer state.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .distribution import SparseStart, check_distribution, layer_targets, random_masks
+from .errors import ConfigError, InputMismatchError, NonFiniteScoreError
+from .executor import NUMPY, Executor
+from .methods import Method, method_from_config
+from .schedule import Schedule, schedule_from_config
+from .selection import SCOPES, select
+
+__all__ = ["Pruner", "EventReport", "STATE_VERSION"]
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EventReport:
+    """What one event did. ``k`` is the count asked for (an int, or per tensor under layerwise)."""
+
+    step: int
+    target_sparsity: float
+    k: int | dict[str, int]
+    pruned: int
+    total: int
+    skipped: bool = False
+    reason: str = ""
+
+    @property
+    def sparsity(self) -> float:
+        return self.pruned / self.total if self.total else 0.0
+
+
+class Pruner:
+    """Holds step, masks and configuration; decides events and runs the selection.
+
+    ``method``: a method instance (``FGGP()``, ``Magnitude()``, ...). ``schedule``: a schedule
+    instance. ``scope``: "global" (one selection over all tensors) or "layerwise".
+    ``distribution``: per-layer targets under layerwise scope, "uniform" or "erk".
+    ``skip_nonfinite``: on NaN/inf scores at an event, skip it with a warning and a report
+    instead of raising ``NonFiniteScoreError``. ``executor``: where selection runs.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        schedule: Schedule,
+        *,
+        scope: str = "global",
+        distribution: str = "uniform",
+        skip_nonfinite: bool = False,
+        executor: Executor = NUMPY,
+    ) -> None:
+        if not isinstance(method, Method):
+            raise ConfigError("method", method, "must be a fggp method such as FGGP(), Magnitude() or GlobalMP()")
+        if not isinstance(schedule, Schedule):
+            raise ConfigError("schedule", schedule, "must be a fggp schedule such as PolynomialSchedule(...)")
+        if scope not in SCOPES:
+            raise ConfigError("scope", scope, f"must be one of {SCOPES}")
+        self.method = method
+        self.schedule = schedule
+        self.scope = scope
+        self.distribution = check_distribution(distribution)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.executor = executor
+        self.step = 0
+        self.masks: dict[str, Any] = {}
+        self.sparse_start: SparseStart | None = None
+        self.last_event: EventReport | None = None
+
+    # -- masks ---------------------------------------------------------------------------
+    def init_masks(self, like: Mapping[str, Any], sparse_start: SparseStart | None = None) -> dict[str, Any]:
+        """Create masks for the tensors in ``like`` (name -> array, canonical order).
+
+        All True, or a seeded random mask when ``sparse_start`` is given.
+        """
+        if not like:
+            raise InputMismatchError("no prunable tensors were given")
+        if sparse_start is not None and not isinstance(sparse_start, SparseStart):
+            raise ConfigError("sparse_start", sparse_start, "must be None or a SparseStart(sparsity, distribution, seed)")
+        shapes = {n: self.executor.shape(t) for n, t in like.items()}
+        host = (
+            random_masks(shapes, sparse_start)
+            if sparse_start is not None
+            else {n: np.ones(s, dtype=bool) for n, s in shapes.items()}
+        )
+        self.masks = {n: self.executor.from_host(host[n], like=like[n]) for n in shapes}
+        self.sparse_start = sparse_start
+        return self.masks
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: self.executor.shape(m) for n, m in self.masks.items()}
+
+    def pruned_counts(self) -> dict[str, int]:
+        """Pruned entries per tensor."""
+        return {n: math.prod(self.executor.shape(m)) - int(self.executor.count(m)) for n, m in self.masks.items()}
+
+    def sparsity(self) -> float:
+        """Pruned fraction over all prunable entries."""
+        total = sum(math.prod(s) for s in self.shapes.values())
+        return sum(self.pruned_counts().values()) / total if total else 0.0
+
+    def layer_report(self) -> dict[str, dict[str, float]]:
+        """Per tensor: ``size``, ``pruned`` and ``density`` (kept fraction)."""
+        pruned = self.pruned_counts()
+        return {
+            n: {"size": math.prod(s), "pruned": pruned[n], "density": 1.0 - pruned[n] / max(1, math.prod(s))}
+            for n, s in self.shapes.items()
+        }
+
+    # -- events --------------------------------------------------------------------------
+    def event_k(self, step: int) -> int | dict[str, int]:
+        """How many entries the event at ``step`` prunes, from the current masks."""
+        pruned = self.pruned_counts()
+        sparsity = self.schedule.sparsity(step)
+        if self.scope == "global":
+            total = sum(math.prod(s) for s in self.shapes.values())
+            return max(0, round(total * sparsity) - sum(pruned.values()))
+        targets = layer_targets(self.shapes, sparsity, self.distribution)
+        return {n: max(0, targets[n] - pruned[n]) for n in self.masks}
+
+    def on_step(self, weights: Mapping[str, Any], grads: Mapping[str, Any] | None = None) -> EventReport | None:
+        """Call once after every completed optimizer step; prunes when the step is an event.
+
+        ``weights`` are the updated weights, ``grads`` this step's gradients (name -> array).
+        Returns the event's report, or None when the step is no event.
+        """
+        self.step += 1
+        if not self.schedule.is_event(self.step):
+            return None
+        return self.prune(weights, grads)
+
+    def prune(self, weights: Mapping[str, Any], grads: Mapping[str, Any] | None = None) -> EventReport:
+        """Run the event for the current step now (e.g. a one-shot event at step 0)."""
+        if not self.masks:
+            raise InputMismatchError("masks are not initialised: call init_masks() first")
+        k = self.event_k(self.step)
+        total = sum(math.prod(s) for s in self.shapes.values())
+        target = self.schedule.sparsity(self.step)
+        try:
+            new = select(
+                self.method, weights, grads, self.masks, k, scope=self.scope, step=self.step, executor=self.executor
+            )
+        except NonFiniteScoreError as error:
+            if not self.skip_nonfinite:
+                raise
+            warnings.warn(f"fggp: event at step {self.step} skipped: {error}", RuntimeWarning, stacklevel=2)
+            pruned = sum(self.pruned_counts().values())
+            self.last_event = EventReport(self.step, target, k, pruned, total, skipped=True, reason=str(error))
+            return self.last_event
+        self.masks = new
+        self.last_event = EventReport(self.step, target, k, sum(self.pruned_counts().values()), total)
+        return self.last_event
+
+    # -- state ---------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "method": self.method.to_config(),
+            "schedule": self.schedule.to_config(),
+            "scope": self.scope,
+            "distribution": self.distribution,
+            "skip_nonfinite": self.skip_nonfinite,
+            "sparse_start": None if self.sparse_start is None else self.sparse_start.to_config(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data: numbers, strings, dicts and NumPy bool arrays (safe to save anywhere)."""
+        return {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "masks": {n: np.array(self.executor.to_host(m), dtype=bool) for n, m in self.masks.items()},
+            "config": self.config(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore step and masks. The configuration must equal this pruner's (else ConfigError)."""
+        if state.get("version") != STATE_VERSION:
+            raise ConfigError("state['version']", state.get("version"), f"this fggp reads version {STATE_VERSION}")
+        config = dict(state["config"])
+        mine = self.config()
+        # A resumed run may have been set up without a sparse start; the masks carry it.
+        config.pop("sparse_start", None)
+        mine.pop("sparse_start", None)
+        if config != mine:
+            diff = sorted(key for key in mine if mine[key] != config.get(key))
+            raise ConfigError("state['config']", {k: config.get(k) for k in diff}, f"must match this pruner's {diff}")
+        masks = state["masks"]
+        if self.masks and set(masks) != set(self.masks):
+            raise InputMismatchError(f"state masks {sorted(masks)} differ from the pruner's {sorted(self.masks)}")
+        for n, m in masks.items():
+            if self.masks and tuple(np.shape(m)) != self.shapes[n]:
+                raise InputMismatchError(f"state mask {n!r} has shape {np.shape(m)}, expected {self.shapes[n]}")
+        like = self.masks or {n: np.asarray(m) for n, m in masks.items()}
+        self.masks = {n: self.executor.from_host(np.asarray(masks[n], dtype=bool), like=like[n]) for n in like}
+        self.step = int(state["step"])
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], executor: Executor = NUMPY) -> "Pruner":
+        """Rebuild a pruner from a state dict alone (not for callable schedules)."""
+        config = state["config"]
+        pruner = cls(
+            method_from_config(config["method"]),
+            schedule_from_config(config["schedule"]),
+            scope=config["scope"],
+            distribution=config["distribution"],
+            skip_nonfinite=config["skip_nonfinite"],
+            executor=executor,
+        )
+        pruner.load_state_dict(state)
+        return pruner
