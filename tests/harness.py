@@ -1,0 +1,62 @@
+"""The cross-backend harness: one list of backends, each with its devices, so the same
+properties run on every backend and assert masks identical to NumPy's.
+
+A backend X lives in ``tests/X/backend.py`` and provides ``FRAMEWORK`` (the module that must
+import), ``DTYPES``, ``devices()``, ``to_backend(array, device)``, ``to_numpy(x)`` and
+``select(method, weights, grads, masks, k, *, scope, step)``. A backend whose framework is
+not installed is skipped with that reason; CUDA/GPU devices join when present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+BACKENDS = ("core", "torch", "jax", "keras")
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(f"tests.{name}.backend")
+
+
+def backend_params(names: tuple[str, ...] = BACKENDS) -> list[Any]:
+    """``pytest.param((backend_module, device))`` for every backend and device, skips explained."""
+    params = []
+    for name in names:
+        module = load(name)
+        if importlib.util.find_spec(module.FRAMEWORK) is None:
+            reason = f"{module.FRAMEWORK} is not installed (pip install 'fggp[{name}]')"
+            params.append(pytest.param((module, "cpu"), id=f"{name}-cpu", marks=pytest.mark.skip(reason=reason)))
+            continue
+        label = getattr(module, "LABEL", name)
+        params += [pytest.param((module, device), id=f"{label}-{device}") for device in module.devices()]
+    return params
+
+
+def on_backend(module: ModuleType, device: str, arrays: dict[str, np.ndarray] | None) -> Any:
+    if arrays is None:
+        return None
+    return {n: module.to_backend(a, device) for n, a in arrays.items()}
+
+
+def held_values(module: ModuleType, arrays: dict[str, Any] | None) -> dict[str, np.ndarray] | None:
+    """The values a backend actually holds, back on the host (e.g. JAX turns float64 into float32)."""
+    if arrays is None:
+        return None
+    return {n: np.asarray(module.to_numpy(a)) for n, a in arrays.items()}
+
+
+def assert_same_masks(actual: dict[str, Any], expected: dict[str, np.ndarray], to_numpy=np.asarray) -> None:
+    """Same names in the same order, boolean, same shapes, every entry equal."""
+    assert list(actual) == list(expected), (list(actual), list(expected))
+    for name in expected:
+        got = np.asarray(to_numpy(actual[name]))
+        assert got.dtype == np.bool_, (name, got.dtype)
+        assert got.shape == expected[name].shape, (name, got.shape, expected[name].shape)
+        mismatch = np.flatnonzero(got.reshape(-1) != expected[name].reshape(-1))
+        assert mismatch.size == 0, f"{name}: {mismatch.size} entries differ, first at {mismatch[:5]}"
