@@ -28,7 +28,14 @@ def backend_params(names: tuple[str, ...] = BACKENDS) -> list[Any]:
     """``pytest.param((backend_module, device))`` for every backend and device, skips explained."""
     params = []
     for name in names:
-        module = load(name)
+        try:
+            module = load(name)
+        except ModuleNotFoundError as error:
+            if error.name not in (f"tests.{name}", f"tests.{name}.backend"):
+                raise
+            reason = f"the {name} backend has no tests/{name}/backend.py"
+            params.append(pytest.param((None, "cpu"), id=f"{name}-cpu", marks=pytest.mark.skip(reason=reason)))
+            continue
         if importlib.util.find_spec(module.FRAMEWORK) is None:
             reason = f"{module.FRAMEWORK} is not installed (pip install 'fggp[{name}]')"
             params.append(pytest.param((module, "cpu"), id=f"{name}-cpu", marks=pytest.mark.skip(reason=reason)))
