@@ -8,8 +8,9 @@ matches, with tensors that would exceed density 1 capped dense and the rest resc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,8 @@ draws), and NaN/inf are rejected before selection, so +inf safely marks "not a c
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class Pruner:
         if not like:
             raise InputMismatchError("no prunable tensors were given")
         if sparse_start is not None and not isinstance(sparse_start, SparseStart):
-            raise ConfigError("sparse_start", sparse_start, "must be None or a SparseStart(sparsity, distribution, seed)")
+            raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
         shapes = {n: self.executor.shape(t) for n, t in like.items()}
         host = (
             random_masks(shapes, sparse_start)
@@ -209,7 +210,7 @@ class Pruner:
         self.step = int(state["step"])
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any], executor: Executor = NUMPY) -> "Pruner":
+    def from_state_dict(cls, state: Mapping[str, Any], executor: Executor = NUMPY) -> Pruner:
         """Rebuild a pruner from a state dict alone (not for callable schedules)."""
         config = state["config"]
         pruner = cls(

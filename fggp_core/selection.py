@@ -9,7 +9,8 @@ to ``v`` until exactly ``k`` are taken. A method is a sequence of such stages (`
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -25,7 +25,10 @@ M = {"a": np.ones((2, 2), bool), "b": np.ones(3, bool)}
         (lambda: F.FGGP(-0.1), "rate"),
         (lambda: F.TwoStage("gradient", "size", pool_fraction=0.5), "second"),
         (lambda: F.TwoStage("gradient", "magnitude"), "pool_fraction/extra_fraction"),
-        (lambda: F.TwoStage("gradient", "magnitude", pool_fraction=0.5, extra_fraction=0.5), "pool_fraction/extra_fraction"),
+        (
+            lambda: F.TwoStage("gradient", "magnitude", pool_fraction=0.5, extra_fraction=0.5),
+            "pool_fraction/extra_fraction",
+        ),
         (lambda: F.CosineRate(0.5, 0.005, 0), "total_steps"),
         (lambda: F.GlobalMP(-1), "min_keep"),
         (lambda: F.GlobalMP(1.5), "min_keep"),
