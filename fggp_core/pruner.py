@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,9 @@ class Pruner:
     instance. ``scope``: "global" (one selection over all tensors) or "layerwise".
     ``distribution``: per-layer targets under layerwise scope, "uniform" or "erk".
     ``skip_nonfinite``: on NaN/inf scores at an event, skip it with a warning and a report
-    instead of raising ``NonFiniteScoreError``. ``executor``: where selection runs.
+    instead of raising ``NonFiniteScoreError``. ``exclude``: tensor names that stay dense; they
+    are left out of the masks, the targets and the selection (e.g. the first convolution).
+    ``executor``: where selection runs.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Pruner:
         scope: str = "global",
         distribution: str = "uniform",
         skip_nonfinite: bool = False,
+        exclude: Collection[str] = (),
         executor: Executor = NUMPY,
     ) -> None:
         if not isinstance(method, Method):
@@ -76,6 +79,9 @@ class Pruner:
         self.scope = scope
         self.distribution = check_distribution(distribution)
         self.skip_nonfinite = bool(skip_nonfinite)
+        if isinstance(exclude, str):
+            raise ConfigError("exclude", exclude, "must be a collection of tensor names, not one string")
+        self.exclude = tuple(exclude)
         self.executor = executor
         self.step = 0
         self.masks: dict[str, Any] = {}
@@ -88,8 +94,12 @@ class Pruner:
 
         All True, or a seeded random mask when ``sparse_start`` is given.
         """
+        unknown = [n for n in self.exclude if n not in like]
+        if unknown:
+            raise ConfigError("exclude", unknown, f"names must be among the prunable tensors {list(like)}")
+        like = {n: t for n, t in like.items() if n not in self.exclude}
         if not like:
-            raise InputMismatchError("no prunable tensors were given")
+            raise InputMismatchError("no prunable tensors were given (or all are excluded)")
         if sparse_start is not None and not isinstance(sparse_start, SparseStart):
             raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
         shapes = {n: self.executor.shape(t) for n, t in like.items()}
@@ -149,6 +159,11 @@ class Pruner:
         """Run the event for the current step now (e.g. a one-shot event at step 0)."""
         if not self.masks:
             raise InputMismatchError("masks are not initialised: call init_masks() first")
+        missing = [n for n in self.masks if n not in weights or (grads is not None and n not in grads)]
+        if missing:
+            raise InputMismatchError(f"weights/grads lack the prunable tensors {missing}")
+        weights = {n: weights[n] for n in self.masks}  # excluded or extra tensors are not selected
+        grads = None if grads is None else {n: grads[n] for n in self.masks}
         k = self.event_k(self.step)
         total = sum(math.prod(s) for s in self.shapes.values())
         target = self.schedule.sparsity(self.step)
@@ -175,6 +190,7 @@ class Pruner:
             "scope": self.scope,
             "distribution": self.distribution,
             "skip_nonfinite": self.skip_nonfinite,
+            "exclude": list(self.exclude),
             "sparse_start": None if self.sparse_start is None else self.sparse_start.to_config(),
         }
 
@@ -219,6 +235,7 @@ class Pruner:
             scope=config["scope"],
             distribution=config["distribution"],
             skip_nonfinite=config["skip_nonfinite"],
+            exclude=config["exclude"],
             executor=executor,
         )
         pruner.load_state_dict(state)

@@ -22,12 +22,12 @@ def tensors(step: int) -> tuple[dict, dict]:
 def train(pruner: F.Pruner, steps: range, log: dict) -> None:
     for t in steps:
         weights, grads = tensors(t)
-        weights = {n: w * pruner.masks[n] for n, w in weights.items()}
+        weights = {n: w * pruner.masks.get(n, True) for n, w in weights.items()}
         before = {n: m.copy() for n, m in pruner.masks.items()}
         report = pruner.on_step(weights, grads)
         if report is not None:
             log[pruner.step] = {n: m.copy() for n, m in pruner.masks.items()}
-            assert all(not (pruner.masks[n] & ~before[n]).any() for n in SHAPES)
+            assert all(not (pruner.masks[n] & ~before[n]).any() for n in pruner.masks)
 
 
 def make(method=None, **kwargs) -> F.Pruner:
@@ -135,3 +135,14 @@ def test_global_mp_one_shot_event_now():
     report = pruner.prune(weights)
     assert report.step == 0 and report.pruned == round(report.total * 0.98)
     assert all(r["pruned"] <= r["size"] - 20 for r in pruner.layer_report().values())
+
+
+def test_excluded_tensors_stay_dense_and_out_of_the_targets():
+    schedule = F.PolynomialSchedule(0.0, 0.9, begin_step=2, end_step=23, frequency=5)
+    pruner = F.Pruner(F.FGGP(), schedule, exclude=["conv.weight"])
+    pruner.init_masks({n: np.zeros(s, np.float32) for n, s in SHAPES.items()})
+    assert list(pruner.masks) == ["fc1.weight", "fc2.weight"]
+    train(pruner, range(30), {})
+    assert sum(pruner.pruned_counts().values()) == round(0.9 * (64 * 216 + 10 * 64))
+    with pytest.raises(F.ConfigError, match="exclude"):
+        F.Pruner(F.FGGP(), schedule, exclude=["nope"]).init_masks({"a": np.zeros(3, np.float32)})
