@@ -1,0 +1,134 @@
+"""The selection primitives on torch tensors, on the tensors' own device (CPU or CUDA).
+
+``fggp_core.select`` is written once against the ``Executor`` protocol; this class implements
+it with torch ops, so a selection never copies a full tensor to the host. The only host
+values are scalars (counts, the k-th value's position) and, for ``Random``, the seeded
+uniform draw that SPEC says is made on the host.
+
+Scores are built in the score dtype (``fggp_core.score_dtype``: float32 for float16,
+bfloat16 and float32 tensors, float64 when a group holds a float64 tensor), which makes the
+upcast exact; the Taylor product ``|w * g|`` is rounded once, in that dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["TorchExecutor", "TORCH"]
+
+_SCORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_BFLOAT16 = "bfloat16"
+
+
+def _device(like: Any) -> torch.device:
+    return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
+
+
+class TorchExecutor:
+    """``fggp_core.Executor`` over torch tensors.
+
+    Flat arrays live on the device of the first tensor of a group; tensors on other devices
+    are copied device-to-device into the flat score (never through the host).
+    ``block`` is the number of entries per block when scanning for the r-th True entry, so
+    ``first_true`` needs one int64 array of ``block`` entries, not of the whole mask.
+    """
+
+    name = "torch"
+
+    def __init__(self, block: int = 1 << 16) -> None:
+        self.block = int(block)
+
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def dtype_name(self, x: torch.Tensor) -> str:
+        return str(x.dtype).removeprefix("torch.")
+
+    def to_host(self, x: torch.Tensor) -> np.ndarray:
+        x = x.detach()
+        if x.dtype == torch.bfloat16:  # NumPy has no bfloat16 of its own; ml_dtypes does
+            import ml_dtypes
+
+            return x.cpu().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return x.cpu().numpy()
+
+    def from_host(self, x: np.ndarray, like: Any) -> torch.Tensor:
+        x = np.asarray(x)
+        if x.dtype.name == _BFLOAT16:
+            return torch.from_numpy(np.ascontiguousarray(x).view(np.int16)).view(torch.bfloat16).to(_device(like))
+        return torch.from_numpy(np.ascontiguousarray(x)).to(_device(like))
+
+    def flat_score(
+        self, tensors: Sequence[torch.Tensor], others: Sequence[torch.Tensor] | None, dtype: str
+    ) -> torch.Tensor:
+        score_dtype = _SCORE_DTYPES[dtype]
+        sizes = [t.numel() for t in tensors]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        out = torch.empty(sum(sizes), dtype=score_dtype, device=device)
+        start = 0
+        with torch.no_grad():
+            for i, (t, n) in enumerate(zip(tensors, sizes)):
+                part = out[start : start + n]
+                part.copy_(t.detach().reshape(-1))  # exact upcast (bfloat16/float16 -> float32)
+                if others is not None:
+                    part.mul_(others[i].detach().reshape(-1).to(device=device, dtype=score_dtype))
+                part.abs_()  # also maps -0.0 to +0.0
+                start += n
+        return out
+
+    def flat_mask(self, masks: Sequence[torch.Tensor]) -> torch.Tensor:
+        device = masks[0].device
+        return torch.cat([m.detach().reshape(-1).to(device) for m in masks])
+
+    def split(self, flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+        out, start = [], 0
+        for shape in shapes:
+            n = math.prod(shape)
+            out.append(flat[start : start + n].reshape(shape))
+            start += n
+        return out
+
+    def exclude(self, score: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
+        return score.masked_fill_(~among, math.inf)
+
+    def kth_value(self, x: torch.Tensor, k: int) -> Any:
+        if k == 0:
+            return -math.inf
+        return torch.kthvalue(x, int(k)).values  # exact: an element of x, found by selection
+
+    def first_true(self, mask: torch.Tensor, r: int) -> torch.Tensor:
+        """Keep the first ``r`` True entries: block counts locate the block, a cumsum the entry."""
+        r = int(r)
+        if r <= 0:
+            return mask.zero_()
+        n, b = mask.numel(), self.block
+        full = n // b
+        counts = mask[: full * b].reshape(full, b).sum(dim=1)
+        if full * b < n:
+            counts = torch.cat([counts, mask[full * b :].sum().reshape(1)])
+        seen = torch.cumsum(counts, dim=0)
+        index = int(torch.searchsorted(seen, r))  # first block whose running count reaches r
+        if index == seen.numel():
+            return mask  # fewer than r True entries: keep them all
+        before = int(seen[index - 1]) if index else 0
+        local = torch.cumsum(mask[index * b : (index + 1) * b], dim=0)
+        cut = index * b + int(torch.searchsorted(local, r - before)) + 1
+        mask[cut:] = False
+        return mask
+
+    def count(self, mask: torch.Tensor) -> int:
+        return int(torch.count_nonzero(mask))
+
+    def nonfinite(self, score: torch.Tensor, among: torch.Tensor) -> int:
+        return int(torch.count_nonzero(~torch.isfinite(score) & among))
+
+    def zeros(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(like.numel(), dtype=torch.bool, device=_device(like))
+
+
+TORCH = TorchExecutor()
+"""The default executor instance."""

@@ -1,0 +1,41 @@
+"""``fggp.torch.select``: the core's one selection algorithm, run on torch tensors."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+import fggp_core
+from fggp_core.errors import InputMismatchError
+from fggp_core.methods import Method
+
+from .executor import TORCH
+
+__all__ = ["select"]
+
+
+def select(
+    method: Method,
+    weights: Mapping[str, torch.Tensor],
+    grads: Mapping[str, torch.Tensor] | None,
+    masks: Mapping[str, torch.Tensor],
+    k: int | Mapping[str, int],
+    *,
+    scope: str = "global",
+    step: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """``fggp_core.select`` on torch tensors, executed with torch ops on their device.
+
+    ``weights``/``grads``: name -> floating tensor (float16, bfloat16, float32 or float64);
+    ``masks``: name -> bool tensor (True = kept), all of the same shapes. Returns new bool
+    masks (on the device of the first weight) with exactly ``k`` more entries pruned,
+    identical to ``fggp_core.select`` on the same values. Inputs are never modified.
+    """
+    for argument, tensors in (("weights", weights), ("grads", grads), ("masks", masks)):
+        for name, value in (tensors or {}).items():
+            if not isinstance(value, torch.Tensor):
+                raise InputMismatchError(
+                    f"{argument}[{name!r}] is a {type(value).__name__}; fggp.torch.select takes torch tensors"
+                )
+    return fggp_core.select(method, weights, grads, masks, k, scope=scope, step=step, executor=TORCH)
