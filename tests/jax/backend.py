@@ -1,0 +1,43 @@
+"""The JAX backend for the cross-backend harness: jax arrays, ``fggp.jax.select``.
+
+Without ``jax_enable_x64`` JAX holds float64 as float32; the harness compares with the core
+on the values held (``to_numpy``). ``JitBackend`` (``backend_jit.py``) runs ``select_jit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FRAMEWORK = "jax"
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def devices() -> list[str]:
+    import jax
+
+    gpus = [d for d in jax.devices() if d.platform == "gpu"] if jax.default_backend() == "gpu" else []
+    return ["cpu"] + (["gpu"] if gpus else [])
+
+
+def _device(device: str) -> Any:
+    import jax
+
+    return jax.devices("cpu")[0] if device == "cpu" else jax.devices("gpu")[0]
+
+
+def to_backend(x: np.ndarray, device: str) -> Any:
+    import jax
+
+    return jax.device_put(np.asarray(x), _device(device))
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x)
+
+
+def select(method, weights, grads, masks, k, *, scope="global", step=None):
+    import fggp.jax
+
+    return fggp.jax.select(method, weights, grads, masks, k, scope=scope, step=step)
