@@ -1,0 +1,257 @@
+"""``attach``: prune during an ordinary PyTorch training loop through optimizer step hooks.
+
+Data flow per optimizer step (the user's ``loss.backward(); optimizer.step()`` is unchanged):
+
+- pre-step hook: gradients of pruned entries are set to 0.0, so the step cannot revive them;
+- post-step hook: the step is counted (``fggp_core.Pruner``), weights are re-masked; at an
+  event the core selects with this step's gradients and the updated weights (on device,
+  ``TorchExecutor``), and the new masks are applied to the weights and to every
+  per-parameter optimizer state tensor of the weight's shape (momentum, Adam moments, ...).
+
+A step that ``torch.amp.GradScaler`` skips is no step: either ``optimizer.step`` is not called
+(the hooks do not fire), or, for optimizers that skip internally (``fused=True``), the
+scaler's ``found_inf`` is set and the post-step hook ignores the step.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from fggp_core.distribution import SparseStart
+from fggp_core.errors import ConfigError, InputMismatchError
+from fggp_core.methods import Method
+from fggp_core.pruner import EventReport, Pruner
+from fggp_core.schedule import Schedule
+
+from .executor import TORCH
+from .params import ParamsSpec, check_optimizer, prunable_parameters
+
+__all__ = ["TorchPruner", "attach", "finalize"]
+
+_ATTACHED: weakref.WeakSet[TorchPruner] = weakref.WeakSet()
+
+
+def _skipped_by_grad_scaler(optimizer: torch.optim.Optimizer) -> bool:
+    """True when GradScaler ran a fused optimizer's step with inf/NaN gradients (a skipped step)."""
+    found_inf = getattr(optimizer, "found_inf", None)
+    return isinstance(found_inf, torch.Tensor) and bool(found_inf.sum() != 0)
+
+
+class TorchPruner:
+    """A ``fggp_core.Pruner`` driven by one optimizer's step hooks. Built by ``attach``.
+
+    ``masks``: parameter name -> bool tensor on the parameter's device (True = kept).
+    ``step``: completed optimizer steps. ``core``: the underlying ``fggp_core.Pruner``.
+    """
+
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, core: Pruner, params: dict[str, nn.Parameter]
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.core = core
+        self.params = params
+        self._pruned: dict[str, torch.Tensor] = {}  # name -> ~mask, for tensors with pruned entries
+        self._handles: list[Any] = []
+
+    # -- what the user reads -------------------------------------------------------------
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Parameter name -> bool mask (True = kept), on the parameter's device. Do not modify."""
+        return dict(self.core.masks)
+
+    @property
+    def step(self) -> int:
+        """Completed optimizer steps counted so far (skipped GradScaler steps excluded)."""
+        return self.core.step
+
+    @property
+    def last_event(self) -> EventReport | None:
+        """The report of the latest event (None before the first)."""
+        return self.core.last_event
+
+    @property
+    def attached(self) -> bool:
+        """Whether the optimizer hooks are registered."""
+        return bool(self._handles)
+
+    def sparsity(self) -> float:
+        """Pruned fraction of all prunable entries."""
+        return self.core.sparsity()
+
+    def layer_report(self) -> dict[str, dict[str, float]]:
+        """Per parameter: ``size``, ``pruned`` and ``density`` (kept fraction)."""
+        return self.core.layer_report()
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        with torch.no_grad():
+            for name, pruned in self._pruned.items():
+                grad = self.params[name].grad
+                if grad is not None:
+                    grad.masked_fill_(pruned, 0.0)
+
+    def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if _skipped_by_grad_scaler(optimizer):
+            return
+        self._mask_weights()
+        step = self.core.step + 1
+        if not self.core.schedule.is_event(step):
+            self.core.step = step
+            return
+        self.core.step = step
+        self._event()
+
+    # -- events --------------------------------------------------------------------------
+    def prune_now(self) -> EventReport:
+        """Run the event of the current step now, e.g. a one-shot schedule at step 0.
+
+        Gradient methods use the parameters' current ``.grad`` (see the grad-None rule).
+        """
+        return self._event()
+
+    def _event_grads(self) -> dict[str, torch.Tensor] | None:
+        """This step's gradients. A prunable parameter without one is an error for gradient methods."""
+        if not self.core.method.needs_grads:
+            return None
+        missing = [n for n, p in self.params.items() if p.grad is None]
+        if missing:
+            raise InputMismatchError(
+                f"parameters {missing} have no gradient (grad is None) at the event after step {self.core.step}; "
+                f"method {self.core.method.name!r} scores by gradient: every prunable parameter must take part "
+                "in the loss of the step that ends at an event (or exclude it with params=...)"
+            )
+        return {n: p.grad for n, p in self.params.items()}  # type: ignore[misc]
+
+    def _event(self) -> EventReport:
+        report = self.core.prune(self.params, self._event_grads())  # pure until it succeeds
+        if not report.skipped:
+            self._apply()
+        return report
+
+    # -- applying masks ------------------------------------------------------------------
+    def _apply(self) -> None:
+        """Masks onto their parameters' devices, then onto weights and optimizer state."""
+        self.core.masks = {n: m.to(self.params[n].device) for n, m in self.core.masks.items()}
+        self._pruned = {n: ~m for n, m in self.core.masks.items() if not bool(m.all())}
+        self._mask_weights()
+        self._mask_optimizer_state()
+
+    def _mask_weights(self) -> None:
+        with torch.no_grad():
+            for name, pruned in self._pruned.items():
+                self.params[name].masked_fill_(pruned, 0.0)
+
+    def _mask_optimizer_state(self) -> None:
+        """Zero every per-parameter state tensor shaped like its weight (momentum, moments, ...)."""
+        with torch.no_grad():
+            for name, pruned in self._pruned.items():
+                param = self.params[name]
+                for value in self.optimizer.state.get(param, {}).values():
+                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                        value.masked_fill_(pruned.to(value.device), 0)
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Step, masks (CPU bool tensors) and configuration: loadable with ``torch.load(weights_only=True)``."""
+        state = self.core.state_dict()
+        state["masks"] = {n: torch.from_numpy(m) for n, m in state["masks"].items()}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore step and masks saved by ``state_dict`` and apply them to weights and optimizer state.
+
+        Masks may be tensors, NumPy arrays or nested lists. The configuration (method, schedule,
+        scope, ...) must equal this pruner's; on any mismatch nothing changes.
+        """
+        masks = state.get("masks")
+        if not isinstance(masks, Mapping):
+            raise ConfigError("state['masks']", type(masks).__name__, "must map parameter names to bool masks")
+        host = {n: m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m) for n, m in masks.items()}
+        for name, mask in host.items():
+            if mask.dtype != np.bool_:
+                raise InputMismatchError(f"state mask {name!r} has dtype {mask.dtype}; masks must be bool")
+        self.core.load_state_dict({**state, "masks": host})
+        self._apply()
+
+    # -- detaching -----------------------------------------------------------------------
+    def remove(self) -> None:
+        """Detach the optimizer hooks. Weights, masks and optimizer state stay as they are."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        _ATTACHED.discard(self)
+
+    def finalize(self) -> nn.Module:
+        """Apply the masks a last time, detach, and return the model: plain, nothing of fggp attached."""
+        self._mask_weights()
+        self.remove()
+        return self.model
+
+    def __repr__(self) -> str:
+        return (
+            f"TorchPruner(method={self.core.method!r}, schedule={self.core.schedule!r}, scope={self.core.scope!r}, "
+            f"step={self.step}, sparsity={self.sparsity():.4f}, tensors={len(self.params)})"
+        )
+
+
+def attach(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: Method,
+    schedule: Schedule,
+    *,
+    scope: str = "global",
+    params: ParamsSpec = None,
+    sparse_start: SparseStart | None = None,
+    distribution: str = "uniform",
+    skip_nonfinite: bool = False,
+) -> TorchPruner:
+    """Prune ``model`` during training with ``optimizer``; the training loop stays unchanged.
+
+    ``method``/``schedule``: fggp_core objects (e.g. ``FGGP(0.5)``, ``PolynomialSchedule(...)``;
+    steps count completed optimizer steps). ``scope``: "global" or "layerwise" (per-layer
+    targets from ``distribution``: "uniform" or "erk"). ``params``: what is prunable (None: the
+    weight of every Linear/Conv1d/2d/3d that requires grad; or a list of names from
+    ``model.named_parameters()``; or a callable ``name -> bool``). ``sparse_start``: a
+    ``SparseStart`` random initial mask, applied to the weights now. ``skip_nonfinite``: skip
+    (with a warning) an event whose scores hold NaN/inf instead of raising
+    ``NonFiniteScoreError``. Raises ``ConfigError``/``InputMismatchError`` on bad input, before
+    anything is changed.
+    """
+    prunable = prunable_parameters(model, params)
+    check_optimizer(optimizer, prunable)
+    if any(p.optimizer is optimizer and p.attached for p in _ATTACHED):
+        raise ConfigError("optimizer", type(optimizer).__name__, "already has a fggp pruner attached; remove() it first")
+    core = Pruner(
+        method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, executor=TORCH
+    )
+    core.init_masks(prunable, sparse_start)
+    pruner = TorchPruner(model, optimizer, core, prunable)
+    pruner._apply()
+    pruner._handles = [
+        optimizer.register_step_pre_hook(pruner._pre_step),
+        optimizer.register_step_post_hook(pruner._post_step),
+    ]
+    _ATTACHED.add(pruner)
+    return pruner
+
+
+def finalize(target: nn.Module | TorchPruner) -> nn.Module:
+    """Make pruning permanent: apply the masks, detach every pruner of this model, return the model.
+
+    Accepts the model (or a pruner). fggp never changes a model's modules or parameters'
+    identity, so the result is a plain ``nn.Module``, ready for ``torch.save`` or export.
+    """
+    if isinstance(target, TorchPruner):
+        return target.finalize()
+    if not isinstance(target, nn.Module):
+        raise ConfigError("target", type(target).__name__, "must be a torch.nn.Module or a TorchPruner")
+    for pruner in [p for p in _ATTACHED if p.model is target]:
+        pruner.finalize()
+    return target
