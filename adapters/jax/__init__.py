@@ -9,5 +9,19 @@
 
 from .executor import JAX, JaxExecutor
 from .selection import select, select_jit, select_traced
+from .transform import PruneState, apply_masks, check, leaf_names, masks, skipped_events, wrap
 
-__all__ = ["JAX", "JaxExecutor", "select", "select_jit", "select_traced"]
+__all__ = [
+    "JAX",
+    "JaxExecutor",
+    "PruneState",
+    "apply_masks",
+    "check",
+    "leaf_names",
+    "masks",
+    "select",
+    "select_jit",
+    "select_traced",
+    "skipped_events",
+    "wrap",
+]

@@ -13,7 +13,8 @@ same executor runs eagerly (``fggp.jax.select``) and inside ``jax.jit`` (``wrap`
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
