@@ -13,7 +13,8 @@ upcast exact; the Taylor product ``|w * g|`` is rounded once, in that dtype.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,7 +7,7 @@ normalisation parameters, never frozen layers.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Union
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ __all__ = ["PRUNABLE_LAYERS", "ParamsSpec", "prunable_parameters", "check_optimi
 
 PRUNABLE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
-ParamsSpec = Union[None, Iterable[str], Callable[[str], bool]]
+ParamsSpec = Iterable[str] | Callable[[str], bool] | None
 """None (the default set), a list of parameter names, or a filter ``name -> bool``."""
 
 

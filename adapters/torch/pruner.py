@@ -16,7 +16,8 @@ scaler's ``found_inf`` is set and the post-step hook ignores the step.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -227,7 +228,9 @@ def attach(
     prunable = prunable_parameters(model, params)
     check_optimizer(optimizer, prunable)
     if any(p.optimizer is optimizer and p.attached for p in _ATTACHED):
-        raise ConfigError("optimizer", type(optimizer).__name__, "already has a fggp pruner attached; remove() it first")
+        raise ConfigError(
+            "optimizer", type(optimizer).__name__, "already has a fggp pruner attached; remove() it first"
+        )
     core = Pruner(
         method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, executor=TORCH
     )
