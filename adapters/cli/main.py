@@ -1,0 +1,270 @@
+"""``fggp demo | run | report``: argument parsing, the grid loop, tables and plots.
+
+Exit status: 0 on success, 2 on bad input (a clear ``fggp: error: ...`` on stderr, before any
+training where the input can be checked up front), 130 when interrupted (the runs that
+finished are in the result files; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from typing import Any
+
+from fggp_core.errors import FGGPError
+
+from .config import METHODS, MODELS, Settings, grid, load_config
+from .report import format_ranking, format_table, markdown_table, merge_runs, summarise
+from .results import ResultStore, load_runs, write_atomic
+
+__all__ = ["main", "build_parser", "DEMO"]
+
+DEFAULTS = Settings()
+# The demo: digits, the small CNN, dense + FGGP, GMP, Global MP at 90/95/98 %, 3 seeds.
+DEMO = dict(
+    data="digits", model="cnn", methods=["dense", "fggp", "gmp", "global_mp"], sparsities=[0.9, 0.95, 0.98],
+    init_sparsities=[0.0], seeds=[0, 1, 2], epochs=12, batch_size=64, lr=0.05, prune_every=10,
+)  # fmt: skip
+
+
+def _list(kind: type) -> Any:
+    """Parse one list item; commas split too (``--sparsity 0.9,0.95`` = ``--sparsity 0.9 0.95``)."""
+    return lambda text: [kind(part) for part in text.split(",") if part]
+
+
+def _count_or_fraction(text: str) -> int | float:
+    number = float(text)
+    return int(number) if "." not in text and "e" not in text.lower() else number
+
+
+def _default(name: str) -> str:
+    value = getattr(DEFAULTS, name)
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    return f"(default: {value})"
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--config",
+        metavar="FILE",
+        help="JSON file of settings (keys as in examples/configs/); options given here override it",
+    )
+    add(
+        "--data",
+        help="'digits', 'cifar10:DIR' (CIFAR-10 python batches) or PATH.npz with x_train, y_train, x_test, y_test "
+        + _default("data"),
+    )
+    add("--model", help=f"one of {', '.join(MODELS)} {_default('model')}")
+    add("--methods", nargs="+", type=_list(str), metavar="M", help=f"any of {', '.join(METHODS)} {_default('methods')}")
+    add(
+        "--sparsity",
+        dest="sparsities",
+        nargs="+",
+        type=_list(float),
+        metavar="S",
+        help=f"final sparsities in [0, 1) {_default('sparsities')}",
+    )
+    add(
+        "--init-sparsity",
+        dest="init_sparsities",
+        nargs="+",
+        type=_list(float),
+        metavar="S",
+        help="initial sparsities: 0 = dense-to-sparse, e.g. 0.5 = sparse-to-sparse from a random ERK mask "
+        + _default("init_sparsities"),
+    )
+    add("--seeds", nargs="+", type=_list(int), metavar="N", help=f"seeds, one run each {_default('seeds')}")
+    add("--epochs", type=int, help=f"training epochs {_default('epochs')}")
+    add("--batch-size", type=int, help=f"mini-batch size {_default('batch_size')}")
+    add("--lr", type=float, help=f"initial learning rate of SGD {_default('lr')}")
+    add("--momentum", type=float, help=f"SGD momentum {_default('momentum')}")
+    add("--nesterov", action=argparse.BooleanOptionalAction, help=f"Nesterov momentum {_default('nesterov')}")
+    add("--weight-decay", type=float, help=f"L2 weight decay {_default('weight_decay')}")
+    add("--label-smoothing", type=float, help=f"label smoothing of the cross-entropy {_default('label_smoothing')}")
+    add(
+        "--lr-milestones",
+        nargs="+",
+        type=_list(float),
+        metavar="F",
+        help=f"fractions of training where lr is multiplied by --lr-gamma {_default('lr_milestones')}",
+    )
+    add("--lr-gamma", type=float, help=f"learning-rate decay factor {_default('lr_gamma')}")
+    add(
+        "--prune-every",
+        type=int,
+        metavar="STEPS",
+        help="optimizer steps between pruning events (default: the pruning span / 20)",
+    )
+    add(
+        "--prune-until",
+        type=float,
+        metavar="F",
+        help=f"fraction of training where the gradual schedule ends {_default('prune_until')}",
+    )
+    add("--power", type=float, help=f"exponent of the polynomial schedule (3 = cubic) {_default('power')}")
+    add("--rate", type=float, help=f"FGGP's fixed rate: the gradient pool is max(k, rate * active) {_default('rate')}")
+    add("--scope", choices=("global", "layerwise"), help=f"selection scope of the gradual methods {_default('scope')}")
+    add(
+        "--dense-first-conv",
+        action=argparse.BooleanOptionalAction,
+        help=f"keep the first convolution dense {_default('dense_first_conv')}",
+    )
+    add(
+        "--min-keep",
+        type=_count_or_fraction,
+        metavar="M",
+        help="global_mp's minimum threshold: weights every layer keeps (an integer count, or a fraction of all "
+        f"prunable weights) {_default('min_keep')}",
+    )
+    add(
+        "--one-shot-at",
+        type=float,
+        metavar="F",
+        help=f"global_mp prunes once at this fraction of training, then fine-tunes {_default('one_shot_at')}",
+    )
+    add(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help=f"random crop (pad 4) and horizontal flip of training images {_default('augment')}",
+    )
+    _add_common(parser)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        help=f"where to train; auto = CUDA when present {_default('device')}",
+    )
+    add("--threads", type=int, help="torch CPU threads (default: torch's choice; the demo uses 2)")
+    add("--resume", action="store_true", help="keep the finished runs in --out and run only the missing ones")
+    add("--overwrite", action="store_true", help="replace results already in --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fggp", description="Gradual pruning experiments (FGGP, GMP, Global MP, ...) with PyTorch."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,run,report}")
+    demo = commands.add_parser(
+        "demo", help="the embedded demo: digits, small CNN, dense/FGGP/GMP/Global MP at 90/95/98 %%, 3 seeds",
+        description="Train the small CNN on scikit-learn's 8x8 digits dense and with FGGP, GMP and Global MP "
+        "(one-shot + fine-tune, minimum threshold) at 90, 95 and 98 %% sparsity over 3 seeds; print the table "
+        "and write results.json, results.csv, table.md and PNG plots. A few minutes on 2 CPU cores.",
+    )  # fmt: skip
+    demo.add_argument("--out", default="fggp-demo", help="result folder (default: fggp-demo)")
+    _add_common(demo)
+    run = commands.add_parser(
+        "run", help="one experiment grid (methods x sparsities x starts x seeds)",
+        description="Run a grid of pruning experiments and write results.json, results.csv, table.md and plots.",
+    )  # fmt: skip
+    run.add_argument("--out", default="fggp-results", help="result folder (default: fggp-results)")
+    _add_run_options(run)
+    report = commands.add_parser(
+        "report", help="merge result folders into one table, plots and a per-setting ranking",
+        description="Merge the results.json of one or more folders; print the table (mean ± std over seeds) and "
+        "the ranking of methods per setting; write the merged results and plots to --out.",
+    )  # fmt: skip
+    report.add_argument("folders", nargs="+", metavar="DIR", help="folders holding results.json")
+    report.add_argument(
+        "--out", default="fggp-report", help="folder for the merged results and plots (default: fggp-report)"
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace, base: dict[str, Any]) -> Settings:
+    """Defaults, then ``base`` (demo or config file), then the options given on the command line."""
+    values: dict[str, Any] = dict(base)
+    if getattr(args, "config", None):
+        values.update(load_config(args.config))
+    for field in fields(Settings):
+        given = getattr(args, field.name, None)
+        if given is not None:
+            values[field.name] = [v for part in given for v in part] if isinstance(given, list) else given
+    return Settings(**values).validate()
+
+
+def run_grid(settings: Settings, out: str, *, resume: bool, overwrite: bool) -> int:
+    """Train every run of the grid not yet in ``out``; print the table; write files and plots."""
+    import torch
+
+    from .data import load_data
+    from .experiment import resolve_device, run_experiment
+    from .models import build_model
+    from .progress import Progress
+
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    data = load_data(settings.data)
+    build_model(settings.model, data.input_shape, data.num_classes)  # a model/data mismatch fails before training
+    store = ResultStore(out, settings, resume=resume, overwrite=overwrite)
+    runs = grid(settings)
+    progress = Progress(len(runs))
+    try:
+        for spec in runs:
+            if store.done(spec):
+                progress.skip(spec)
+                continue
+            progress.start(spec, settings.epochs)
+            record = run_experiment(settings, spec, data, device, on_epoch=progress.epoch)
+            store.add(spec, record)
+            progress.finish(spec, record)
+    finally:
+        progress.close()
+    return summarise_folder(out, store.runs)
+
+
+def summarise_folder(out: str, runs: list[dict[str, Any]]) -> int:
+    """Print the table and ranking of ``runs``; write ``table.md`` and the plots into ``out``."""
+    from .plots import write_plots
+
+    rows = summarise(runs)
+    table, ranking = format_table(rows), format_ranking(rows)
+    print(table)
+    if ranking:
+        print("\nRanking per setting (best first; ≈ = within 2 standard errors of the best):")
+        print(ranking)
+    text = f"{markdown_table(rows)}\n\nRanking per setting (≈ = within 2 standard errors of the best):\n\n"
+    text += "".join(f"- {line}\n" for line in ranking.splitlines())
+    write_atomic(os.path.join(out, "table.md"), text)
+    paths = write_plots(out, rows, runs)
+    print(
+        f"\nwrote {os.path.join(out, 'results.json')}, results.csv, table.md, {', '.join(map(os.path.basename, paths))}"
+    )
+    return 0
+
+
+def report(folders: list[str], out: str) -> int:
+    from .results import write_results
+
+    runs = merge_runs([load_runs(folder)[1] for folder in folders])
+    if not runs:
+        raise FGGPError(f"the folders {folders} hold no finished runs")
+    write_results(out, runs, None)
+    return summarise_folder(out, runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fggp`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "report":
+            return report(args.folders, args.out)
+        base = DEMO if args.command == "demo" else {}
+        if args.command == "demo" and args.threads is None:
+            args.threads = min(2, os.cpu_count() or 1)
+        settings = settings_from(args, base)
+        return run_grid(settings, args.out, resume=args.resume, overwrite=args.overwrite)
+    except FGGPError as error:
+        print(f"fggp: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        out = getattr(args, "out", ".")
+        print(f"\nfggp: interrupted; finished runs are in {out}/results.json (continue with --resume)", file=sys.stderr)
+        return 130
