@@ -32,7 +32,7 @@ def test_jitted_training_matches_the_core_pruner_at_every_event(method, scope):
     update, grad = jax.jit(tx.update), jax.jit(jax.grad(loss))
     pruner = F.Pruner(method, SCHEDULE, scope=scope)
     pruner.init_masks({n: np.asarray(w) for n, w in kernels(params).items()})
-    for t in range(1, 18):
+    for _ in range(17):
         g = grad(params, x, y)
         # The same compiled update at a count that is no event returns the inner update as is
         # on active entries: params + it are the weights the event selects with.
@@ -117,7 +117,8 @@ def test_resume_from_a_numpy_checkpoint_gives_the_uninterrupted_masks(tmp_path):
     np.savez(tmp_path / "ckpt.npz", *[np.asarray(a) for a in leaves])
     template = (init_params(), tx.init(init_params()))  # a fresh process would build the same structure
     with np.load(tmp_path / "ckpt.npz") as saved:
-        params, state = jax.tree.unflatten(jax.tree.structure(template), [saved[f"arr_{i}"] for i in range(len(leaves))])
+        arrays = [saved[f"arr_{i}"] for i in range(len(leaves))]
+    params, state = jax.tree.unflatten(jax.tree.structure(template), arrays)
     for _ in range(9):
         params, state = step(params, state, x, y)
     assert_same_masks(kernels(fj.masks(state)), {n: np.asarray(m) for n, m in kernels(fj.masks(s_full)).items()})
