@@ -1,5 +1,40 @@
-"""fggp.keras: pruning for Keras 3 (tensorflow, jax and torch backends). Placeholder docstring."""
+"""fggp.keras: gradual pruning for Keras 3 models, on the tensorflow, jax and torch backends.
 
+    import fggp, fggp.keras
+    cb = fggp.keras.PruningCallback(fggp.FGGP(0.5), fggp.PolynomialSchedule(0.0, 0.9, 0, 1000, 100))
+    model.fit(x, y, epochs=10, callbacks=[cb])
+
+The path of the data: ``PruningCallback`` (callback.py) finds the prunable variables and drives
+``fggp_core.Pruner``; selection runs on the backend's device through ``KerasExecutor``
+(executor.py), the core's one algorithm over ``keras.ops``; the masks go back into the model.
+
+How gradients reach a callback (capture.py). A callback never sees gradients, and gradient
+methods (FGGP, Gradient, Taylor) need this step's. Every Keras 3 train step hands them to the
+optimizer (``apply_gradients``/``apply`` on tensorflow and torch, ``stateless_apply`` -> ``apply``
+on JAX), so ``OptimizerHook`` replaces ``apply`` on the model's optimizer instance for the
+duration of ``fit``: it copies each prunable variable's gradient into a non-trainable slot,
+zeroes the gradients of pruned entries, runs the original ``apply``, re-zeroes pruned weights,
+and stamps the iteration. Slots, masks and stamp are optimizer variables, so the JAX stateless
+step carries them in and out of ``jax.jit`` with the rest of the optimizer state; on
+tensorflow (``jit_compile`` on or off) and torch they are variables the compiled step captures.
+No extra forward or backward pass, no model subclass, no host work between events. At an event
+the callback syncs the JAX state, reads weights and slots, selects, and assigns masked weights,
+masks and masked optimizer slots (momentum, Adam moments, EMA). ``on_train_end`` restores the
+optimizer, so a saved ``.keras`` file is plain Keras.
+"""
+
+from .callback import PruningCallback, default_prunable, prunable_variables, sparsity_report, strip_pruning
+from .capture import OptimizerHook
 from .executor import KERAS, KerasExecutor, select
 
-__all__ = ["KERAS", "KerasExecutor", "select"]
+__all__ = [
+    "KERAS",
+    "KerasExecutor",
+    "OptimizerHook",
+    "PruningCallback",
+    "default_prunable",
+    "prunable_variables",
+    "select",
+    "sparsity_report",
+    "strip_pruning",
+]

@@ -1,0 +1,300 @@
+"""``PruningCallback``: gradual pruning inside ``model.fit`` on any Keras 3 backend.
+
+Data flow: ``on_train_begin`` finds the prunable variables (canonical order: ``model.weights``),
+sets up masks (all kept, a sparse start, a restored state, or the zeros of a run in progress)
+and installs an ``OptimizerHook`` (capture.py) that captures gradients and keeps pruned
+entries at zero inside the compiled step. ``on_train_batch_end`` counts optimizer steps on the
+host; at an event it hands this step's weights and gradients (backend tensors) to
+``fggp_core.Pruner`` with the Keras executor, then applies the new masks to weights, the hook's
+mask variables and the optimizer's slots. ``on_train_end`` re-masks and uninstalls the hook.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+import fggp_core
+from fggp_core import ConfigError, EventReport, InputMismatchError, Method, Pruner, Schedule, SparseStart
+
+from .capture import OptimizerHook, hook_of
+from .executor import KERAS
+
+__all__ = ["PruningCallback", "default_prunable", "prunable_variables"]
+
+PRUNABLE_LAYERS = (
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+Prunable = Callable[[Any], bool] | Sequence[str] | None
+
+
+def default_prunable(model: keras.Model) -> set[int]:
+    """ids of the kernels of the model's Dense, EinsumDense and Conv* layers (never biases)."""
+    return {id(layer.kernel) for layer in model._flatten_layers(include_self=False) if isinstance(layer, PRUNABLE_LAYERS)}
+
+
+def prunable_variables(model: keras.Model, prunable: Prunable = None) -> dict[str, Any]:
+    """path -> variable for the prunable variables of ``model``, in ``model.weights`` order.
+
+    ``prunable``: None (default kernels), a predicate ``variable -> bool``, or a list of
+    variable paths (``variable.path``, e.g. "sequential/dense/kernel"). Raises ConfigError for
+    an unknown path, a non-trainable or non-float variable, or when nothing is prunable.
+    """
+    weights = {v.path: v for v in model.weights}
+    if prunable is None:
+        kernels = default_prunable(model)
+        chosen = {p: v for p, v in weights.items() if id(v) in kernels}
+    elif callable(prunable):
+        chosen = {p: v for p, v in weights.items() if prunable(v)}
+    else:
+        unknown = [p for p in prunable if p not in weights]
+        if unknown:
+            raise ConfigError("prunable", unknown, f"must be variable paths of the model, e.g. {list(weights)[:4]}")
+        chosen = {p: v for p, v in weights.items() if p in set(prunable)}
+    if not chosen:
+        raise ConfigError("prunable", prunable, "matched no variable of the model (default: Dense/EinsumDense/Conv* kernels)")
+    for path, v in chosen.items():
+        if not v.trainable:
+            raise ConfigError("prunable", path, "must be trainable variables (the optimizer updates them)")
+        if keras.backend.standardize_dtype(v.dtype) not in fggp_core.FLOAT_DTYPES:
+            raise ConfigError("prunable", path, f"has dtype {v.dtype}; allowed: {fggp_core.FLOAT_DTYPES}")
+    return chosen
+
+
+def _check_prunable(prunable: object) -> Prunable:
+    if prunable is None or callable(prunable):
+        return prunable  # type: ignore[return-value]
+    if isinstance(prunable, (list, tuple)) and all(isinstance(p, str) for p in prunable):
+        return list(prunable)
+    raise ConfigError("prunable", prunable, "None, a predicate variable -> bool, or a list of variable paths")
+
+
+@keras.saving.register_keras_serializable(package="fggp")
+class PruningCallback(keras.callbacks.Callback):
+    """Prune the model during ``model.fit`` with ``method`` on ``schedule``.
+
+    Arguments are those of ``fggp_core.Pruner`` (``method``, ``schedule``, ``scope``,
+    ``distribution``, ``skip_nonfinite``) plus ``prunable`` (see ``prunable_variables``) and
+    ``sparse_start`` (a ``SparseStart``: a seeded random mask applied before training).
+    Steps are the optimizer's iterations: a resumed ``fit`` (``initial_epoch``) continues the
+    schedule from ``optimizer.iterations``. ``events`` lists the ``EventReport`` of every event.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        schedule: Schedule,
+        *,
+        scope: str = "global",
+        prunable: Prunable = None,
+        sparse_start: SparseStart | None = None,
+        distribution: str = "uniform",
+        skip_nonfinite: bool = False,
+    ) -> None:
+        super().__init__()
+        self.pruner = Pruner(
+            method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, executor=KERAS
+        )
+        self.prunable = _check_prunable(prunable)
+        if sparse_start is not None and not isinstance(sparse_start, SparseStart):
+            raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
+        self.sparse_start = sparse_start
+        self.events: list[EventReport] = []
+        self.variables: dict[str, Any] = {}
+        self._hook: OptimizerHook | None = None
+        self._restored = False
+
+    # -- reports ---------------------------------------------------------------------------
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """variable path -> bool mask on the host (True = kept)."""
+        return {n: np.array(KERAS.to_host(m), dtype=bool) for n, m in self.pruner.masks.items()}
+
+    def sparsity(self) -> float:
+        """Pruned fraction over all prunable entries."""
+        return self.pruner.sparsity()
+
+    def layer_report(self) -> dict[str, dict[str, float]]:
+        """Per variable path: ``size``, ``pruned`` and ``density``."""
+        return self.pruner.layer_report()
+
+    # -- configuration and state -----------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        if callable(self.prunable):
+            raise ConfigError("prunable", self.prunable, "a predicate cannot be serialised; pass a list of paths")
+        config = self.pruner.config()
+        config["sparse_start"] = None if self.sparse_start is None else self.sparse_start.to_config()
+        config["prunable"] = self.prunable
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PruningCallback:
+        start = config.get("sparse_start")
+        return cls(
+            fggp_core.method_from_config(config["method"]),
+            fggp_core.schedule_from_config(config["schedule"]),
+            scope=config.get("scope", "global"),
+            prunable=config.get("prunable"),
+            sparse_start=None if start is None else SparseStart(**start),
+            distribution=config.get("distribution", "uniform"),
+            skip_nonfinite=config.get("skip_nonfinite", False),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (numbers, strings, NumPy bool masks) to resume pruning later."""
+        if not self.pruner.masks:
+            raise InputMismatchError("nothing to save yet: the callback has not started training")
+        return self.pruner.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore masks from ``state_dict()``; they are applied when training (re)starts."""
+        self.pruner.load_state_dict(state)
+        self._restored = True
+        if self._hook is not None and self._hook.installed:
+            self._check_names()
+            self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
+
+    # -- training --------------------------------------------------------------------------
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        model = self.model
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            raise ConfigError("model.optimizer", None, "compile the model with an optimizer before fit")
+        if int(getattr(model, "steps_per_execution", 1)) != 1:
+            raise ConfigError("steps_per_execution", model.steps_per_execution, "must be 1: events follow single steps")
+        if getattr(optimizer, "gradient_accumulation_steps", None):
+            raise ConfigError(
+                "gradient_accumulation_steps", optimizer.gradient_accumulation_steps, "is not supported (None)"
+            )
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        self.variables = prunable_variables(model, self.prunable)
+        trained = {optimizer._var_key(v) for v in optimizer._trainable_variables}
+        untrained = [p for p, v in self.variables.items() if optimizer._var_key(v) not in trained]
+        if untrained:
+            raise ConfigError("prunable", untrained, "must be variables the optimizer trains")
+        self._init_masks(int(keras.ops.convert_to_numpy(optimizer.iterations)))
+        self._hook = OptimizerHook(optimizer, list(self.variables.values()), capture=self.pruner.method.needs_grads)
+        self._hook.install()
+        self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
+        model.make_train_function(force=True)
+        schedule = self.pruner.schedule
+        if self.pruner.step == 0 and schedule.is_event(0) and not self.events and _total(self.pruner.event_k(0)):
+            # An event before the first step (e.g. OneShotSchedule(s, step=0)); skipped when it prunes nothing.
+            if self.pruner.method.needs_grads:
+                self._abort()
+                raise ConfigError("schedule", schedule, f"an event at step 0 has no gradients for {self.pruner.method}")
+            self._event(first=True)
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if not self.pruner.schedule.is_event(self.pruner.step + 1):
+            self.pruner.step += 1
+            return
+        self._event()
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._hook is None:
+            return
+        # Re-mask: the optimizer may have overwritten weights after the last step (EMA).
+        self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
+        self._abort()
+
+    # -- internals -------------------------------------------------------------------------
+    def _init_masks(self, iterations: int) -> None:
+        weights = {p: v.value for p, v in self.variables.items()}
+        if self._restored:
+            self._check_names()
+        elif not self.pruner.masks or list(self.pruner.masks) != list(self.variables):
+            self.pruner.init_masks(weights, self.sparse_start)
+            if iterations > 0 and self.sparse_start is None:
+                # Joining a run in progress without a saved state: zeros are what was pruned.
+                self.pruner.masks = {p: keras.ops.not_equal(w, 0) for p, w in weights.items()}
+        if self._restored and self.pruner.step != iterations:
+            warnings.warn(
+                f"fggp: restored pruning state is at step {self.pruner.step}, the optimizer at {iterations}; "
+                "following the optimizer",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.pruner.step = iterations
+        self._restored = False
+
+    def _check_names(self) -> None:
+        if list(self.pruner.masks) != list(self.variables):
+            raise InputMismatchError(
+                f"state masks {list(self.pruner.masks)} differ from the prunable variables {list(self.variables)}"
+            )
+
+    def _event(self, first: bool = False) -> None:
+        """Select with this step's gradients and updated weights; apply or leave all untouched."""
+        model, hook = self.model, self._hook
+        if hasattr(model, "jax_state_sync"):
+            model.jax_state_sync()  # the jitted step's state back into the variables
+        weights = {p: v.value for p, v in self.variables.items()}
+        grads = None
+        step = self.pruner.step
+        try:
+            if self.pruner.method.needs_grads:
+                iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+                if hook.captured_at() != iterations:  # type: ignore[union-attr]
+                    raise ConfigError(
+                        "method", self.pruner.method.name,
+                        "needs gradients, but the train step did not call optimizer.apply/apply_gradients/"
+                        "stateless_apply, so none were captured; use a method without gradients "
+                        "(Magnitude, GlobalMP, Random)",
+                    )
+                grads = {p: g.value for p, g in zip(self.variables, hook.grads)}  # type: ignore[union-attr]
+            report = self.pruner.prune(weights, grads) if first else self.pruner.on_step(weights, grads)
+        except Exception:
+            self.pruner.step = step
+            self._abort()
+            raise
+        self.events.append(report)
+        if not report.skipped:
+            hook.set_masks([self.pruner.masks[n] for n in self.variables])  # type: ignore[union-attr]
+
+    def _abort(self) -> None:
+        """Uninstall the hook and drop the compiled step that used it."""
+        if self._hook is not None and self._hook.installed:
+            self._hook.uninstall()
+        self._hook = None
+        if self.model is not None:
+            self.model.train_function = None
+
+
+def _total(k: int | Mapping[str, int]) -> int:
+    return sum(k.values()) if isinstance(k, Mapping) else int(k)
+
+
+def strip_pruning(model: keras.Model) -> keras.Model:
+    """Remove any fggp hook left on ``model.optimizer`` (e.g. after an interrupted fit).
+
+    After a completed ``fit`` there is none: the saved model is plain Keras. Returns ``model``.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    hook = hook_of(optimizer) if optimizer is not None else None
+    if hook is not None:
+        hook.uninstall()
+        model.train_function = None
+    return model
+
+
+def sparsity_report(model: keras.Model, prunable: Prunable = None) -> dict[str, dict[str, float]]:
+    """Per prunable variable of any model (no fggp state needed): ``size``, ``zeros``, ``density``."""
+    report = {}
+    for path, v in prunable_variables(model, _check_prunable(prunable)).items():
+        values = np.asarray(keras.ops.convert_to_numpy(v.value))
+        zeros = int(values.size - np.count_nonzero(values))
+        report[path] = {"size": int(values.size), "zeros": zeros, "density": 1.0 - zeros / max(1, values.size)}
+    return report

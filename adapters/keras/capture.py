@@ -1,0 +1,149 @@
+"""Inside the compiled train step: capture this step's gradients and keep pruned entries at zero.
+
+A Keras callback runs on the host between train steps and never sees gradients. Every Keras 3
+train step, on every backend, hands its gradients to the model's optimizer:
+
+- tensorflow: ``optimizer.apply_gradients(zip(grads, vars))`` inside ``tf.function``
+  (``jit_compile`` on or off), which calls ``optimizer.apply``;
+- jax: ``optimizer.stateless_apply(optimizer_variables, grads, trainable_variables)`` inside
+  ``jax.jit``, which runs ``optimizer.apply(grads)`` in a ``StatelessScope`` mapping every
+  optimizer variable to its traced value and returns the updated values of all of them;
+- torch: ``optimizer.apply(grads, vars)`` under ``torch.no_grad()``.
+
+So the one place all three share is the optimizer instance's ``apply``. ``OptimizerHook``
+replaces it on that instance only (the class and the user's model are untouched) with:
+
+1. for each prunable variable, ``grad_slot.assign(g)`` (the unscaled gradient) when the method
+   needs gradients, and ``g = where(mask, g, 0)`` so pruned entries get no update;
+2. the original ``apply``;
+3. ``w.assign(where(mask, w, 0))`` for each prunable variable (robust to weight decay,
+   constraints and optimizers that move weights without gradient), and ``stamp.assign(iterations)``
+   to prove that gradients were captured at this step.
+
+The masks, gradient slots and the stamp are non-trainable Keras variables created with
+``optimizer.add_variable``. Being optimizer variables is what makes this work under JAX: they
+are part of the optimizer state that the jitted step takes and returns, so their updates leave
+the stateless step and masks changed at an event enter the next one (a variable read from
+outside the state would be baked into the trace as a constant). On tensorflow and torch they
+are ordinary variables captured by the compiled function. Nothing extra runs on the host per
+step, and there is no extra forward or backward pass.
+
+``uninstall`` restores the optimizer exactly (its own ``apply``, its own variable list), so a
+model saved after ``fit`` holds no fggp state and loads in a process without fggp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from keras import ops
+
+__all__ = ["OptimizerHook", "hook_of"]
+
+_ATTRIBUTE = "_fggp_hook"
+
+
+def hook_of(optimizer: Any) -> OptimizerHook | None:
+    """The hook installed on ``optimizer``, if any."""
+    return optimizer.__dict__.get(_ATTRIBUTE)
+
+
+class OptimizerHook:
+    """Masks (and optionally gradient slots) for ``variables``, living in ``optimizer``'s state.
+
+    ``variables``: the prunable model variables (canonical order). ``capture``: keep a copy of
+    each one's gradient from the latest optimizer step in ``grads`` (same shape and dtype).
+    """
+
+    def __init__(self, optimizer: Any, variables: Sequence[Any], capture: bool) -> None:
+        self.optimizer = optimizer
+        self.variables = list(variables)
+        self.capture = capture
+        self.masks: list[Any] = []
+        self.grads: list[Any] = []
+        self.stamp: Any = None
+        self._keys = {optimizer._var_key(v): i for i, v in enumerate(self.variables)}
+        self.state = [self._state_of(v) for v in self.variables]
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def install(self) -> None:
+        """Create the hook's optimizer variables and replace ``optimizer.apply``."""
+        opt = self.optimizer
+        if hook_of(opt) is not None:
+            hook_of(opt).uninstall()
+        locked = opt._tracker.locked
+        opt._tracker.unlock()
+        try:
+            for i, v in enumerate(self.variables):
+                self.masks.append(opt.add_variable(v.shape, initializer="ones", dtype="bool", name=f"fggp_mask_{i}"))
+                if self.capture:
+                    self.grads.append(opt.add_variable(v.shape, dtype=v.dtype, name=f"fggp_grad_{i}"))
+            self.stamp = opt.add_variable((), dtype=opt._iterations.dtype, name="fggp_stamp")
+        finally:
+            if locked:
+                opt._tracker.lock()
+        object.__setattr__(opt, "apply", self._apply)
+        object.__setattr__(opt, _ATTRIBUTE, self)
+
+    def uninstall(self) -> None:
+        """Give the optimizer back its own ``apply`` and variable list."""
+        opt = self.optimizer
+        opt.__dict__.pop("apply", None)
+        opt.__dict__.pop(_ATTRIBUTE, None)
+        for v in [*self.masks, *self.grads, self.stamp]:
+            if v is not None:
+                opt._untrack_variable(v)
+        self.masks, self.grads, self.stamp = [], [], None
+
+    @property
+    def installed(self) -> bool:
+        return hook_of(self.optimizer) is self
+
+    # -- inside the train step -----------------------------------------------------------
+    def _apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> Any:
+        opt = self.optimizer
+        variables = opt._trainable_variables if trainable_variables is None else list(trainable_variables)
+        grads = list(grads)
+        scale = opt.loss_scale_factor
+        for j, v in enumerate(variables):
+            i = self._keys.get(opt._var_key(v))
+            if i is None or grads[j] is None:
+                continue
+            g = grads[j]
+            if self.capture:
+                self.grads[i].assign(ops.cast(g if scale is None else g / scale, self.grads[i].dtype))
+            grads[j] = ops.where(self.masks[i].value, g, ops.zeros_like(g))
+        result = type(opt).apply(opt, grads, trainable_variables)
+        for v, mask_variable in zip(self.variables, self.masks):
+            w = v.value
+            v.assign(ops.where(mask_variable.value, w, ops.zeros_like(w)))
+        self.stamp.assign(opt._iterations)
+        return result
+
+    # -- on the host, at events ------------------------------------------------------------
+    def set_masks(self, masks: Sequence[Any]) -> None:
+        """Store new masks and zero the pruned entries of weights and optimizer state."""
+        for i, (v, mask) in enumerate(zip(self.variables, masks)):
+            self.masks[i].assign(ops.copy(mask))  # a buffer of its own: JAX donates the step's state
+            for target in (v, *self.state[i]):
+                value = target.value
+                target.assign(ops.where(mask, value, ops.zeros_like(value)))
+
+    def captured_at(self) -> int:
+        """The optimizer iteration whose gradients the slots hold (0: none captured yet)."""
+        return int(ops.convert_to_numpy(self.stamp))
+
+    def _state_of(self, variable: Any) -> list[Any]:
+        """The optimizer variables built for ``variable`` (momentum, Adam moments, EMA, ...).
+
+        Keras names them ``{variable.path with '/' -> '_'}_{slot}`` with the variable's shape
+        (``add_variable_from_reference``); factored slots of another shape are left alone
+        (weights are re-masked after every step anyway).
+        """
+        prefix = variable.path.replace("/", "_") + "_"
+        return [
+            s
+            for s in self.optimizer.variables
+            if s.name.startswith(prefix) and tuple(s.shape) == tuple(variable.shape) and s is not variable
+        ]
