@@ -41,7 +41,8 @@ Prunable = Callable[[Any], bool] | Sequence[str] | None
 
 def default_prunable(model: keras.Model) -> set[int]:
     """ids of the kernels of the model's Dense, EinsumDense and Conv* layers (never biases)."""
-    return {id(layer.kernel) for layer in model._flatten_layers(include_self=False) if isinstance(layer, PRUNABLE_LAYERS)}
+    layers = model._flatten_layers(include_self=False)
+    return {id(layer.kernel) for layer in layers if isinstance(layer, PRUNABLE_LAYERS)}
 
 
 def prunable_variables(model: keras.Model, prunable: Prunable = None) -> dict[str, Any]:
@@ -63,7 +64,9 @@ def prunable_variables(model: keras.Model, prunable: Prunable = None) -> dict[st
             raise ConfigError("prunable", unknown, f"must be variable paths of the model, e.g. {list(weights)[:4]}")
         chosen = {p: v for p, v in weights.items() if p in set(prunable)}
     if not chosen:
-        raise ConfigError("prunable", prunable, "matched no variable of the model (default: Dense/EinsumDense/Conv* kernels)")
+        raise ConfigError(
+            "prunable", prunable, "matched no variable of the model (default: Dense/EinsumDense/Conv* kernels)"
+        )
     for path, v in chosen.items():
         if not v.trainable:
             raise ConfigError("prunable", path, "must be trainable variables (the optimizer updates them)")

@@ -86,7 +86,9 @@ def test_pruned_entries_stay_zero_between_events_and_optimizer_state_is_masked()
                 if hasattr(self.model, "jax_state_sync"):
                     self.model.jax_state_sync()
                 masks, weights = cb.masks, models.weights_of(self.model)
-                momenta = {v.name: np.array(keras.ops.convert_to_numpy(v.value)) for v in self.model.optimizer.variables}
+                momenta = {
+                    v.name: np.array(keras.ops.convert_to_numpy(v.value)) for v in self.model.optimizer.variables
+                }
                 for path, mask in masks.items():
                     momentum = momenta[path.replace("/", "_") + "_momentum"]
                     seen.append((np.count_nonzero(weights[path][~mask]), np.count_nonzero(momentum[~mask])))
