@@ -50,7 +50,7 @@ from .config import RunSpec, Settings
 from .data import Dataset
 from .models import build_model, first_conv, prunable_names
 
-__all__ = ["resolve_device", "pruning_plan", "run_experiment", "EVAL_BATCH"]
+__all__ = ["resolve_device", "pruning_plan", "check_plan", "run_experiment", "EVAL_BATCH"]
 
 EVAL_BATCH = 1024
 EpochCallback = Callable[[int, int, float], None]
@@ -65,12 +65,44 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _prunable(model: nn.Module, settings: Settings) -> list[str]:
+    """The weights under pruning: every Conv2d/Linear weight, less the first conv when it stays dense."""
+    names = prunable_names(model)
+    if settings.dense_first_conv and first_conv(model) in names and len(names) > 1:
+        names.remove(first_conv(model))
+    return names
+
+
+def _min_keep(settings: Settings) -> int | float:
+    return int(settings.min_keep) if float(settings.min_keep).is_integer() else settings.min_keep
+
+
+def check_plan(settings: Settings, data: Dataset) -> None:
+    """Fail before any training when the grid cannot run: the model does not fit the data, or
+    global_mp's minimum threshold reserves more weights than a target sparsity keeps."""
+    model = build_model(settings.model, data.input_shape, data.num_classes)
+    if "global_mp" not in settings.methods:
+        return
+    params = dict(model.named_parameters())
+    sizes = [params[n].numel() for n in _prunable(model, settings)]
+    total = sum(sizes)
+    per_layer = GlobalMP(min_keep=_min_keep(settings)).reserve_count(total)
+    reserved = sum(min(per_layer, size) for size in sizes)
+    for sparsity in settings.sparsities:
+        kept = total - round(total * sparsity)
+        if reserved > kept:
+            raise ConfigError(
+                "--min-keep", settings.min_keep,
+                f"reserves {reserved} weights ({per_layer} in each of {len(sizes)} layers), but {100 * sparsity:g}% "
+                f"sparsity keeps only {kept} of {total}; lower --min-keep",
+            )  # fmt: skip
+
+
 def pruning_plan(settings: Settings, spec: RunSpec, total_steps: int) -> tuple[Method, Schedule, str]:
     """The core method, schedule and scope of ``spec`` for a run of ``total_steps`` optimizer steps."""
     if spec.method == "global_mp":
         step = min(total_steps, max(1, round(settings.one_shot_at * total_steps)))
-        min_keep = int(settings.min_keep) if float(settings.min_keep).is_integer() else settings.min_keep
-        return GlobalMP(min_keep=min_keep), OneShotSchedule(spec.sparsity, step=step), "global"
+        return GlobalMP(min_keep=_min_keep(settings)), OneShotSchedule(spec.sparsity, step=step), "global"
     methods: dict[str, Callable[[], Method]] = {
         "fggp": lambda: FGGP(settings.rate),
         "gmp": Magnitude,
@@ -100,9 +132,7 @@ def run_experiment(
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
     model = build_model(settings.model, data.input_shape, data.num_classes).to(device)
-    names = prunable_names(model)
-    if settings.dense_first_conv and first_conv(model) in names and len(names) > 1:
-        names.remove(first_conv(model))
+    names = _prunable(model, settings)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=settings.lr, momentum=settings.momentum,
         nesterov=settings.nesterov and settings.momentum > 0, weight_decay=settings.weight_decay,

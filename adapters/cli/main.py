@@ -22,10 +22,10 @@ from .results import ResultStore, load_runs, write_atomic
 __all__ = ["main", "build_parser", "DEMO"]
 
 DEFAULTS = Settings()
-# The demo: digits, the small CNN, dense + FGGP, GMP, Global MP at 90/95/98 %, 3 seeds.
+# The demo: digits, the small CNN, dense + FGGP, GMP, Global MP at 90/95/98 %, 5 seeds.
 DEMO = dict(
     data="digits", model="cnn", methods=["dense", "fggp", "gmp", "global_mp"], sparsities=[0.9, 0.95, 0.98],
-    init_sparsities=[0.0], seeds=[0, 1, 2], epochs=12, batch_size=64, lr=0.05, prune_every=10,
+    init_sparsities=[0.0], seeds=[0, 1, 2, 3, 4], epochs=12, batch_size=64, lr=0.05, prune_every=10,
 )  # fmt: skip
 
 
@@ -152,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,run,report}")
     demo = commands.add_parser(
-        "demo", help="the embedded demo: digits, small CNN, dense/FGGP/GMP/Global MP at 90/95/98 %%, 3 seeds",
+        "demo", help="the embedded demo: digits, small CNN, dense/FGGP/GMP/Global MP at 90/95/98 %%, 5 seeds",
         description="Train the small CNN on scikit-learn's 8x8 digits dense and with FGGP, GMP and Global MP "
-        "(one-shot + fine-tune, minimum threshold) at 90, 95 and 98 %% sparsity over 3 seeds; print the table "
+        "(one-shot + fine-tune, minimum threshold) at 90, 95 and 98 %% sparsity over 5 seeds; print the table "
         "and write results.json, results.csv, table.md and PNG plots. A few minutes on 2 CPU cores.",
     )  # fmt: skip
     demo.add_argument("--out", default="fggp-demo", help="result folder (default: fggp-demo)")
@@ -194,15 +194,14 @@ def run_grid(settings: Settings, out: str, *, resume: bool, overwrite: bool) -> 
     import torch
 
     from .data import load_data
-    from .experiment import resolve_device, run_experiment
-    from .models import build_model
+    from .experiment import check_plan, resolve_device, run_experiment
     from .progress import Progress
 
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     data = load_data(settings.data)
-    build_model(settings.model, data.input_shape, data.num_classes)  # a model/data mismatch fails before training
+    check_plan(settings, data)
     store = ResultStore(out, settings, resume=resume, overwrite=overwrite)
     runs = grid(settings)
     progress = Progress(len(runs))
