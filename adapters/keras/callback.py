@@ -250,7 +250,8 @@ class PruningCallback(keras.callbacks.Callback):
         try:
             if self.pruner.method.needs_grads:
                 iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-                if hook.captured_at() != iterations:  # type: ignore[union-attr]
+                captured = hook.captured_at()  # type: ignore[union-attr]
+                if captured == 0 or captured != iterations:
                     raise ConfigError(
                         "method", self.pruner.method.name,
                         "needs gradients, but the train step did not call optimizer.apply/apply_gradients/"
