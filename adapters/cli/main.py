@@ -191,16 +191,18 @@ def settings_from(args: argparse.Namespace, base: dict[str, Any]) -> Settings:
 
 def run_grid(settings: Settings, out: str, *, resume: bool, overwrite: bool) -> int:
     """Train every run of the grid not yet in ``out``; print the table; write files and plots."""
+    from .data import load_data
+
+    data = load_data(settings.data)  # data errors come before torch is imported
+
     import torch
 
-    from .data import load_data
     from .experiment import check_plan, resolve_device, run_experiment
     from .progress import Progress
 
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
-    data = load_data(settings.data)
     check_plan(settings, data)
     store = ResultStore(out, settings, resume=resume, overwrite=overwrite)
     runs = grid(settings)
