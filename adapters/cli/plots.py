@@ -25,6 +25,7 @@ from .report import ORDER, Row  # noqa: E402
 __all__ = ["write_plots", "PLOTS"]
 
 PLOTS = ("accuracy_vs_sparsity.png", "sparsity_schedule.png", "layer_density.png")
+STYLES = ("-", "--", ":", "-.")  # methods with the same schedule overlap: dashes keep each one visible
 
 
 def write_plots(folder: str, rows: list[Row], runs: list[dict[str, Any]]) -> list[str]:
@@ -77,6 +78,7 @@ def _accuracy(path: str, rows: list[Row]) -> None:
                 [100 * r.sparsity_target for r in line], [100 * r.accuracy_mean for r in line],
                 yerr=[100 * r.accuracy_std for r in line], marker="o", capsize=3, label=method,
             )  # fmt: skip
+        ax.set_xticks(sorted({100 * r.sparsity_target for r in group}))
         ax.set(
             xlabel="target sparsity (%)",
             ylabel="test accuracy (%)",
@@ -103,10 +105,11 @@ def _schedule(path: str, runs: list[dict[str, Any]]) -> None:
     starts = _highest(runs)
     figure, axes = _panels(max(1, len(starts)))
     for ax, (init, group) in zip(axes, starts.items()):
-        for method in _methods({r["method"] for r in group}):
+        for i, method in enumerate(_methods({r["method"] for r in group})):
             run = min((r for r in group if r["method"] == method), key=lambda r: r["seed"])
             steps, sparsity = zip(*run["trace"])
-            ax.step(steps, [100 * s for s in sparsity], where="post", label=method)
+            style = {"linestyle": STYLES[i % len(STYLES)], "linewidth": 2.5 - 0.4 * (i % len(STYLES))}
+            ax.step(steps, [100 * s for s in sparsity], where="post", label=method, **style)
         target = 100 * group[0]["sparsity_target"]
         ax.set(xlabel="optimizer step", ylabel="sparsity (%)", title=f"schedule to {target:g}%, {_start(init)}")
         ax.grid(alpha=0.3)
@@ -126,7 +129,8 @@ def _layers(path: str, runs: list[dict[str, Any]]) -> None:
             density = [100 * statistics.fmean(r["layers"][n]["density"] for r in chosen) for n in layers]
             ax.bar([j + i * width for j in range(len(layers))], density, width, label=method)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))])
-        ax.set_xticklabels([n.removesuffix(".weight") for n in layers], rotation=45, ha="right", fontsize=7)
+        names = [n.removesuffix(".weight") + ("" if group[0]["layers"][n]["prunable"] else " (dense)") for n in layers]
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
         ax.set_yscale("log")
         target = 100 * group[0]["sparsity_target"]
         ax.set(ylabel="kept weights (%)", title=f"per-layer density at {target:g}% sparsity, {_start(init)}")
