@@ -22,6 +22,7 @@ import torch
 __all__ = ["TorchExecutor", "TORCH"]
 
 _SCORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_RADIX = {torch.float32: (torch.int32, (16, 0)), torch.float64: (torch.int64, (48, 32, 16, 0))}
 _BFLOAT16 = "bfloat16"
 
 
@@ -94,12 +95,39 @@ class TorchExecutor:
         return out
 
     def exclude(self, score: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
-        return score.masked_fill_(~among, math.inf)
+        """+inf outside ``among``, in integer arithmetic on the score's bits (a bool-masked fill is
+        a slow scalar loop on CPU): ``bits = (bits - INF) * among + INF``, exact in two's complement."""
+        int_dtype, _ = _RADIX[score.dtype]
+        bits = score.view(int_dtype)
+        inf_bits = torch.tensor(math.inf, dtype=score.dtype).view(int_dtype).item()
+        bits.sub_(inf_bits).mul_(among.to(int_dtype)).add_(inf_bits)
+        return score
 
     def kth_value(self, x: torch.Tensor, k: int) -> Any:
+        """Exact k-th smallest score by radix selection on the score's bits, 16 bits per pass.
+
+        Scores are >= 0 (absolute values, uniform draws; +inf marks non-candidates), and for
+        non-negative IEEE floats the integer bit patterns are ordered like the values. Each pass
+        counts the candidates per 16-bit digit (``bincount``), picks the digit holding the k-th,
+        and keeps only the candidates with that digit. No sort, no copy to the host.
+        """
         if k == 0:
             return -math.inf
-        return torch.kthvalue(x, int(k)).values  # exact: an element of x, found by selection
+        int_dtype, shifts = _RADIX[x.dtype]
+        bits = x.view(int_dtype)
+        prefix, remaining = 0, int(k)
+        for shift in shifts:
+            digits = (bits >> shift) & 0xFFFF
+            running = torch.cumsum(torch.bincount(digits, minlength=1 << 16), dim=0)
+            digit = int(torch.searchsorted(running, remaining))  # first digit reaching the k-th
+            remaining -= int(running[digit - 1]) if digit else 0
+            prefix |= digit << shift
+            if shift:
+                bits = bits[digits == digit]
+        width = torch.iinfo(int_dtype).bits
+        if prefix >= 1 << (width - 1):  # only a NaN with its sign bit set gets here; keep the int in range
+            prefix -= 1 << width
+        return torch.tensor(prefix, dtype=int_dtype, device=x.device).view(x.dtype)
 
     def first_true(self, mask: torch.Tensor, r: int) -> torch.Tensor:
         """Keep the first ``r`` True entries: block counts locate the block, a cumsum the entry."""
@@ -125,7 +153,9 @@ class TorchExecutor:
         return int(torch.count_nonzero(mask))
 
     def nonfinite(self, score: torch.Tensor, among: torch.Tensor) -> int:
-        return int(torch.count_nonzero(~torch.isfinite(score) & among))
+        if math.isfinite(score.sum()):  # scores are >= 0: a finite sum means every score is finite
+            return 0
+        return int(torch.count_nonzero(torch.logical_not(score < math.inf) & among))
 
     def zeros(self, like: torch.Tensor) -> torch.Tensor:
         return torch.zeros(like.numel(), dtype=torch.bool, device=_device(like))

@@ -30,6 +30,7 @@ from fggp_core.pruner import EventReport, Pruner
 from fggp_core.schedule import Schedule
 
 from .executor import TORCH
+from .masking import PrunedEntries
 from .params import ParamsSpec, check_optimizer, prunable_parameters
 
 __all__ = ["TorchPruner", "attach", "finalize"]
@@ -57,7 +58,7 @@ class TorchPruner:
         self.optimizer = optimizer
         self.core = core
         self.params = params
-        self._pruned: dict[str, torch.Tensor] = {}  # name -> ~mask, for tensors with pruned entries
+        self._pruned = PrunedEntries({}, {})  # the entries to keep at zero, per tensor with some
         self._handles: list[Any] = []
 
     # -- what the user reads -------------------------------------------------------------
@@ -92,10 +93,10 @@ class TorchPruner:
     # -- hooks ---------------------------------------------------------------------------
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         with torch.no_grad():
-            for name, pruned in self._pruned.items():
+            for name in self._pruned:
                 grad = self.params[name].grad
                 if grad is not None:
-                    grad.masked_fill_(pruned, 0.0)
+                    self._pruned.zero(name, grad)
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if _skipped_by_grad_scaler(optimizer):
@@ -137,25 +138,22 @@ class TorchPruner:
 
     # -- applying masks ------------------------------------------------------------------
     def _apply(self) -> None:
-        """Masks onto their parameters' devices, then onto weights and optimizer state."""
+        """Masks onto their parameters' devices, then onto weights and optimizer state, exactly."""
         self.core.masks = {n: m.to(self.params[n].device) for n, m in self.core.masks.items()}
-        self._pruned = {n: ~m for n, m in self.core.masks.items() if not bool(m.all())}
-        self._mask_weights()
-        self._mask_optimizer_state()
-
-    def _mask_weights(self) -> None:
+        self._pruned = PrunedEntries(self.core.masks, {n: p.dtype for n, p in self.params.items()})
         with torch.no_grad():
-            for name, pruned in self._pruned.items():
-                self.params[name].masked_fill_(pruned, 0.0)
-
-    def _mask_optimizer_state(self) -> None:
-        """Zero every per-parameter state tensor shaped like its weight (momentum, moments, ...)."""
-        with torch.no_grad():
-            for name, pruned in self._pruned.items():
+            for name in self._pruned:
                 param = self.params[name]
-                for value in self.optimizer.state.get(param, {}).values():
+                self._pruned.zero_exact(name, param)
+                for value in self.optimizer.state.get(param, {}).values():  # momentum, Adam moments, ...
                     if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        value.masked_fill_(pruned.to(value.device), 0)
+                        self._pruned.zero_exact(name, value)
+
+    def _mask_weights(self, exact: bool = False) -> None:
+        zero = self._pruned.zero_exact if exact else self._pruned.zero
+        with torch.no_grad():
+            for name in self._pruned:
+                zero(name, self.params[name])
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -190,7 +188,7 @@ class TorchPruner:
 
     def finalize(self) -> nn.Module:
         """Apply the masks a last time, detach, and return the model: plain, nothing of fggp attached."""
-        self._mask_weights()
+        self._mask_weights(exact=True)
         self.remove()
         return self.model
 

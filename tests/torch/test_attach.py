@@ -159,3 +159,18 @@ def test_remove_detaches_and_finalize_returns_a_plain_model():
     assert list(model.state_dict()) == keys
     assert b"fggp" not in pickle.dumps(model)  # nothing of fggp is referenced by the model
     assert not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
+
+
+@pytest.mark.parametrize("opt", ["sgd-momentum", "adam"])
+def test_pruned_entries_stay_zero_when_their_gradient_is_not_finite(opt):
+    model = tiny_mlp()
+    optimizer = OPTIMIZERS[opt](model.parameters())
+    pruner = attach(model, optimizer, F.Magnitude(), F.OneShotSchedule(0.5, step=1))
+    train_step(model, optimizer, 1, image=False)
+    pruned = (~pruner.masks["0.weight"]).nonzero()[0].tolist()
+    optimizer.zero_grad()
+    model(torch.ones(2, 6)).sum().backward()
+    model[0].weight.grad[tuple(pruned)] = float("nan")  # NaN * 0 is NaN: the exact fallback must catch it
+    optimizer.step()
+    assert model[0].weight.grad[tuple(pruned)] == 0
+    assert_pruned_entries_zero(pruner, optimizer)

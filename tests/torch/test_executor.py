@@ -26,12 +26,16 @@ def test_first_true_keeps_exactly_the_first_r_true_entries(flags, r, block):
     np.testing.assert_array_equal(got.numpy(), expected)
 
 
-@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.inf]), min_size=1, max_size=30), st.data())
-def test_kth_value_is_the_kth_smallest(values, data):
-    x = np.array(values, dtype=np.float32)
+SCORES = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.inf, 5e-324, 1e-45]), st.floats(0, 1e300))
+
+
+@given(st.lists(SCORES, min_size=1, max_size=40), st.sampled_from(["float32", "float64"]), st.data())
+def test_kth_value_is_exactly_the_kth_smallest(values, dtype, data):
+    x = np.array(values, dtype=dtype)  # float32 rounds huge values to inf and tiny ones to 0 or subnormals
     k = data.draw(st.integers(0, x.size))
     expected = F.NUMPY.kth_value(x.copy(), k)
-    assert float(TORCH.kth_value(torch.from_numpy(x), k)) == float(expected)
+    got = TORCH.kth_value(torch.from_numpy(x), k)
+    assert float(got) == float(expected) and (k == 0 or got.dtype == torch.from_numpy(x).dtype)
 
 
 @given(cases())
