@@ -32,12 +32,14 @@ import numpy as np
 import fggp_core
 from fggp_core.errors import NonFiniteScoreError, UnreachableTargetError
 from fggp_core.executor import score_dtype
-from fggp_core.methods import GlobalMP, Method
+from fggp_core.methods import GlobalMP, Method, TwoStage
 from fggp_core.selection import _check_k, random_scores, smallest, validate
 
 from .executor import JAX, host_score_bits
 
-__all__ = ["select", "select_jit", "select_traced", "raise_status", "KINDS", "OK", "NONFINITE", "UNREACHABLE"]
+__all__ = [
+    "select", "select_jit", "select_traced", "raise_status", "pool_rates", "KINDS", "OK", "NONFINITE", "UNREACHABLE",
+]
 
 KINDS = ("magnitude", "gradient", "taylor", "random")
 OK, NONFINITE, UNREACHABLE = 0, 1, 2
@@ -90,12 +92,15 @@ def select_traced(
     masks: Sequence[jax.Array],
     k: jax.Array,
     step: jax.Array,
+    rate: tuple[np.ndarray, jax.Array] | None = None,
 ) -> tuple[list[jax.Array], jax.Array]:
     """New masks and a status, traceable under ``jax.jit`` (lists in canonical order).
 
     ``k``: int32 scalar (global scope) or int32 vector, one count per tensor (layerwise);
     every count must lie in ``[0, active]``. ``step``: int32 scalar (the event's step; for
-    Random and annealed rates). On a non-zero status the returned masks are the input masks.
+    Random and annealed rates). ``rate``: for a ``TwoStage`` method, ``(table, row)``: the
+    float64 rate at this step is ``table[row]`` (host values); the pool size is then computed
+    on device (no host callback). On a non-zero status the returned masks are the input masks.
     """
     ex = JAX
     groups = [list(range(len(weights)))] if scope == "global" else [[i] for i in range(len(weights))]
@@ -104,7 +109,9 @@ def select_traced(
     plan = _stage_plan(method)
     actives = [ex.flat_mask([masks[i] for i in g]) for g in groups]
     n_actives = jnp.stack([ex.count(a) for a in actives])
-    if len(plan) > 1:
+    if len(plan) > 1 and rate is not None and isinstance(method, TwoStage):
+        pools = _device_pool_sizes(method, ks, n_actives, rate)
+    elif len(plan) > 1:
         pools = jax.pure_callback(
             functools.partial(_host_pool_sizes, method),
             jax.ShapeDtypeStruct((len(groups), len(plan) - 1), jnp.int32),
@@ -137,6 +144,28 @@ def select_traced(
     status = _first_failure(checks)
     ok = status[0] == OK
     return [jnp.where(ok, new, old) for new, old in zip(result, masks)], status
+
+
+def _device_pool_sizes(method: TwoStage, ks: jax.Array, n_actives: jax.Array, rate: tuple) -> jax.Array:
+    """``TwoStage.pool_size`` on device, in float64 under ``jax.enable_x64`` (IEEE multiply and
+    floor: the host's value exactly). Needs a backend with float64 (CPU, GPU)."""
+    table, row = rate
+    with jax.enable_x64(True):
+        r = jnp.asarray(table, jnp.float64)[row]
+        k, n = ks.astype(jnp.int64), n_actives.astype(jnp.int64)
+        if method.pool_fraction is not None:
+            size = jnp.minimum(jnp.maximum(k, jnp.floor(r * n.astype(jnp.float64)).astype(jnp.int64)), n)
+        else:
+            size = k + jnp.floor(r * (n - k).astype(jnp.float64)).astype(jnp.int64)
+        return size.astype(jnp.int32)[:, None]
+
+
+def pool_rates(method: Method, steps: Sequence[int]) -> np.ndarray | None:
+    """The float64 rate of a ``TwoStage`` method at each of ``steps`` (host), else None."""
+    if not isinstance(method, TwoStage):
+        return None
+    rate = method.pool_fraction if method.pool_fraction is not None else method.extra_fraction
+    return np.asarray([rate(int(t)) for t in steps], np.float64)  # type: ignore[misc]
 
 
 def _score(method: Method, kind: str, w: list, g: list | None, dtype: str, step: jax.Array) -> jax.Array:

@@ -39,7 +39,7 @@ from fggp_core.methods import Method
 from fggp_core.schedule import Schedule
 from fggp_core.selection import SCOPES
 
-from .selection import OK, raise_status, select_traced
+from .selection import OK, pool_rates, raise_status, select_traced
 
 __all__ = ["PruneState", "wrap", "masks", "check", "apply_masks", "leaf_names"]
 
@@ -175,16 +175,26 @@ def wrap(
         treedef, mask_leaves, chosen = _aligned(params, state.masks)
         p_leaves = treedef.flatten_up_to(params)
         g_leaves = treedef.flatten_up_to(updates)
-        masked = [g if m is None else jnp.where(m, g, jnp.zeros((), g.dtype)) for g, m in zip(g_leaves, mask_leaves)]
-        inner_updates, inner_state = inner.update(treedef.unflatten(masked), state.inner, params)
-        u_leaves = treedef.flatten_up_to(inner_updates)
-        count = state.count + 1
 
+        def inner_step() -> tuple[list[Any], Any]:
+            zero = [None if m is None else jnp.zeros((), g.dtype) for g, m in zip(g_leaves, mask_leaves)]
+            masked = [g if m is None else jnp.where(m, g, z) for g, m, z in zip(g_leaves, mask_leaves, zero)]
+            inner_updates, inner_state = inner.update(treedef.unflatten(masked), state.inner, params)
+            return treedef.flatten_up_to(inner_updates), inner_state
+
+        def updated_weights() -> list[jax.Array]:
+            # Run inside the event branch: the same inner step again, from this step's inputs,
+            # so the step between events keeps the inner update fused (no buffer for it).
+            u = jax.lax.optimization_barrier(inner_step()[0])  # rounded as apply_updates sees it
+            return [(p_leaves[i] + u[i]).astype(p_leaves[i].dtype) for i in chosen]  # = optax.apply_updates
+
+        u_leaves, inner_state = inner_step()
+        count = state.count + 1
         names = [leaf_names(params)[i] for i in chosen]
         shapes = tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen))
         steps, targets = table(shapes)
         p, u, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, u_leaves, g_leaves, mask_leaves))
-        new_m, status = _maybe_event(method, scope, steps, targets, p, u, g, m, count, names)
+        new_m, status = _maybe_event(method, scope, steps, targets, updated_weights, g, m, count, names)
 
         out_u, out_m = list(u_leaves), list(mask_leaves)
         for j, i in enumerate(chosen):
@@ -199,8 +209,10 @@ def wrap(
             skipped=state.skipped + failed.astype(jnp.int32),
             last_skip=jnp.where(failed, jnp.concatenate([count[None], status]), state.last_skip),
         )
-        if not isinstance(status, jax.core.Tracer) and int(status[0]) != OK and not skip_nonfinite:
-            raise_status(status, names)
+        if not isinstance(status, jax.core.Tracer) and int(status[0]) != OK:  # eager: report now
+            if not skip_nonfinite:
+                raise_status(status, names)
+            _warn_skip(names, count, status)
         return treedef.unflatten(out_u), state
 
     return optax.GradientTransformation(init, update)
@@ -219,34 +231,36 @@ def _aligned(params: Any, mask_tree: Any) -> tuple[Any, list[Any], list[int]]:
     return treedef, mask_leaves, [i for i, m in enumerate(mask_leaves) if m is not None]
 
 
-def _maybe_event(method, scope, steps, targets, p, u, g, m, count, names) -> tuple[list[jax.Array], jax.Array]:
-    """``lax.cond`` on "count is an event step": the event's new masks and status, else the old."""
+def _maybe_event(method, scope, steps, targets, weights_fn, g, m, count, names) -> tuple[list[jax.Array], jax.Array]:
+    """``lax.cond`` on "count is an event step": the event's new masks and status, else the old.
+    ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step."""
     if len(steps) == 0:
         return m, jnp.zeros(4, jnp.int32)
+    rates = pool_rates(method, steps)
     row = jnp.clip(jnp.searchsorted(jnp.asarray(steps), count), 0, len(steps) - 1)
     is_event = jnp.asarray(steps)[row] == count
 
     def event(operands):
-        p, u, g, m, row = operands
-        weights = [(a + b).astype(a.dtype) for a, b in zip(p, u)]  # what optax.apply_updates gives
+        g, m, row = operands
+        weights = weights_fn()
         pruned = jnp.stack([x.size - jnp.sum(x, dtype=jnp.int32) for x in m])
         target = jnp.asarray(targets)[row]
         k = jnp.maximum(0, target - (jnp.sum(pruned) if scope == "global" else pruned))
-        new, status = select_traced(method, scope, weights, g, m, k if scope == "layerwise" else k[0], count)
-        jax.lax.cond(status[0] != OK, lambda: jax.debug.callback(_warn_skip, count, status, names), lambda: None)
+        rate = None if rates is None else (rates, row)
+        new, status = select_traced(method, scope, weights, g, m, k if scope == "layerwise" else k[0], count, rate)
         return new, status
 
     def no_event(operands):
-        return list(operands[3]), jnp.zeros(4, jnp.int32)
+        return list(operands[1]), jnp.zeros(4, jnp.int32)
 
-    return jax.lax.cond(is_event, event, no_event, (p, u, g, m, row))
+    return jax.lax.cond(is_event, event, no_event, (g, m, row))
 
 
-def _warn_skip(step: Any, status: Any, names: list[str]) -> None:
+def _warn_skip(names: list[str], step: Any, status: Any) -> None:
     try:
         raise_status(status, names)
     except Exception as error:  # noqa: BLE001 - turned into the warning's text
-        warnings.warn(f"fggp.jax: event at step {int(step)} skipped: {error}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"fggp.jax: event at step {int(step)} skipped: {error}", RuntimeWarning, stacklevel=3)
 
 
 def _mask_params_like(tree: Any, treedef: Any, mask_leaves: list[Any]) -> Any:
