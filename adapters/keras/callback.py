@@ -182,6 +182,8 @@ class PruningCallback(keras.callbacks.Callback):
             )
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
+        # A LossScaleOptimizer (mixed precision) applies unscaled, finite gradients through its inner one.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         self.variables = prunable_variables(model, self.prunable)
         trained = {optimizer._var_key(v) for v in optimizer._trainable_variables}
         untrained = [p for p, v in self.variables.items() if optimizer._var_key(v) not in trained]
@@ -249,7 +251,7 @@ class PruningCallback(keras.callbacks.Callback):
         step = self.pruner.step
         try:
             if self.pruner.method.needs_grads:
-                iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+                iterations = int(keras.ops.convert_to_numpy(self._hook.optimizer.iterations))  # type: ignore[union-attr]
                 captured = hook.captured_at()  # type: ignore[union-attr]
                 if captured == 0 or captured != iterations:
                     raise ConfigError(
@@ -287,6 +289,7 @@ def strip_pruning(model: keras.Model) -> keras.Model:
     After a completed ``fit`` there is none: the saved model is plain Keras. Returns ``model``.
     """
     optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     hook = hook_of(optimizer) if optimizer is not None else None
     if hook is not None:
         hook.uninstall()

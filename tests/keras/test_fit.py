@@ -178,3 +178,22 @@ def test_sparse_start_is_applied_before_training():
         assert not np.any(mask & ~initial[name])
     report = cb.layer_report()
     assert set(report) == set(shapes) and all(0 < r["density"] < 1 for r in report.values())
+
+
+def test_mixed_precision_loss_scale_optimizer():
+    x, y = models.digits()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = models.mlp()
+        models.compile(model)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    schedule = models.schedule(end=40, frequency=20)
+    cb = fggp.keras.PruningCallback(F.FGGP(0.5), schedule)
+    model.fit(x, y, batch_size=64, epochs=2, callbacks=[cb], verbose=0)
+    assert [e.step for e in cb.events] == [20, 40]
+    n = sum(m.size for m in cb.masks.values())
+    assert n - sum(int(m.sum()) for m in cb.masks.values()) == models.target(schedule, n)
+    assert_pruned_weights_zero(model, cb.masks)
