@@ -35,8 +35,8 @@ class TorchExecutor:
 
     Flat arrays live on the device of the first tensor of a group; tensors on other devices
     are copied device-to-device into the flat score (never through the host).
-    ``block`` is the number of entries per block when scanning for the r-th True entry, so
-    ``first_true`` needs one int64 array of ``block`` entries, not of the whole mask.
+    ``block`` is the least number of entries per block when scanning for the r-th True entry,
+    so ``first_true`` needs one int64 array of one block, not of the whole mask.
     """
 
     name = "torch"
@@ -130,15 +130,19 @@ class TorchExecutor:
         return torch.tensor(prefix, dtype=int_dtype, device=x.device).view(x.dtype)
 
     def first_true(self, mask: torch.Tensor, r: int) -> torch.Tensor:
-        """Keep the first ``r`` True entries: block counts locate the block, a cumsum the entry."""
+        """Keep the first ``r`` True entries: per-block counts locate the block, a cumsum the entry.
+
+        At most ~256 blocks of at least ``self.block`` entries; the counts stay on the device
+        until one search, and the only int64 temporary is one block's running count.
+        """
         r = int(r)
         if r <= 0:
             return mask.zero_()
-        n, b = mask.numel(), self.block
-        full = n // b
-        counts = mask[: full * b].reshape(full, b).sum(dim=1)
-        if full * b < n:
-            counts = torch.cat([counts, mask[full * b :].sum().reshape(1)])
+        n = mask.numel()
+        b = max(self.block, -(-n // 256))
+        counts = torch.stack([torch.count_nonzero(mask[i : i + b]) for i in range(0, n, b)]) if n else None
+        if counts is None:
+            return mask
         seen = torch.cumsum(counts, dim=0)
         index = int(torch.searchsorted(seen, r))  # first block whose running count reaches r
         if index == seen.numel():
