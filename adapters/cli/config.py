@@ -58,6 +58,7 @@ class Settings:
     augment: bool = False
     device: str = "cpu"
     threads: int | None = None
+    workers: int = 1
 
     def validate(self) -> Settings:
         """Check every field; raise ``ConfigError`` naming the option and the allowed values."""
@@ -99,6 +100,7 @@ class Settings:
             raise ConfigError("--device", self.device, f"must be one of {list(DEVICES)}")
         if self.threads is not None:
             _integer("--threads", self.threads, 1)
+        _integer("--workers", self.workers, 1)
         return self
 
     def experiment(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from fggp_core.errors import FGGPError
 
-from .config import METHODS, MODELS, Settings, grid, load_config
+from .config import METHODS, MODELS, RunSpec, Settings, grid, load_config
 from .report import format_ranking, format_table, markdown_table, merge_runs, summarise
 from .results import ResultStore, load_runs, write_atomic
 
@@ -142,6 +142,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help=f"where to train; auto = CUDA when present {_default('device')}",
     )
     add("--threads", type=int, help="torch CPU threads (default: torch's choice; the demo uses 1)")
+    add(
+        "--workers",
+        type=int,
+        help="runs trained side by side in worker processes, each on --threads threads or 1 "
+        "(default: 1; the demo uses up to 2, one per core)",
+    )
     add("--resume", action="store_true", help="keep the finished runs in --out and run only the missing ones")
     add("--overwrite", action="store_true", help="replace results already in --out")
 
@@ -208,18 +214,30 @@ def run_grid(settings: Settings, out: str, *, resume: bool, overwrite: bool) -> 
     store = ResultStore(out, settings, resume=resume, overwrite=overwrite)
     runs = grid(settings)
     progress = Progress(len(runs))
+    todo = []
+    for spec in runs:
+        if store.done(spec):
+            progress.skip(spec)
+        else:
+            todo.append(spec)
+
+    def done(spec: RunSpec, record: dict[str, Any]) -> None:
+        store.add(spec, record)
+        progress.finish(spec, record)
+
     try:
-        for spec in runs:
-            if store.done(spec):
-                progress.skip(spec)
-                continue
-            progress.start(spec, settings.epochs)
-            try:
-                record = run_experiment(settings, spec, data, device, on_epoch=progress.epoch)
-            except FGGPError as error:
-                raise FGGPError(f"run {describe(spec)} failed: {error}") from error
-            store.add(spec, record)
-            progress.finish(spec, record)
+        if settings.workers > 1 and len(todo) > 1:
+            from .workers import run_in_workers
+
+            run_in_workers(settings, todo, str(device), done)
+        else:
+            for spec in todo:
+                progress.start(spec, settings.epochs)
+                try:
+                    record = run_experiment(settings, spec, data, device, on_epoch=progress.epoch)
+                except FGGPError as error:
+                    raise FGGPError(f"run {describe(spec)} failed: {error}") from error
+                done(spec, record)
     finally:
         progress.close()
     return summarise_folder(out, store.runs)
@@ -263,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             return report(args.folders, args.out)
         base = DEMO if args.command == "demo" else {}
         if args.command == "demo" and args.threads is None:
-            args.threads = 1  # a tiny CNN: one thread is as fast, and far faster on a shared, busy machine
+            args.threads = (
+                1  # a tiny CNN: one thread per run, runs side by side (OpenMP threads spin-wait on busy cores)
+            )
+        if args.command == "demo" and args.workers is None:
+            args.workers = min(2, os.cpu_count() or 1)
         settings = settings_from(args, base)
         return run_grid(settings, args.out, resume=args.resume, overwrite=args.overwrite)
     except FGGPError as error:

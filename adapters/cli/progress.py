@@ -32,7 +32,7 @@ class Progress:
             self.runs = tqdm(total=total, desc="runs", unit="run", file=self.stream, position=0)
 
     def start(self, spec: RunSpec, epochs: int) -> None:
-        self.index += 1
+        """A run begins here (sequential mode): show its epoch bar."""
         if self.interactive:
             from tqdm import tqdm
 
@@ -45,7 +45,8 @@ class Progress:
             self.epochs.update(1)
 
     def finish(self, spec: RunSpec, record: dict[str, Any] | None) -> None:
-        """Close the run's bars, or print its line; ``record=None`` marks a run skipped by --resume."""
+        """Count the run, close its bar, print its line; ``record=None`` marks a run skipped by --resume."""
+        self.index += 1
         if self.epochs is not None:
             self.epochs.close()
             self.epochs = None
@@ -63,7 +64,6 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
     def skip(self, spec: RunSpec) -> None:
-        self.index += 1
         self.finish(spec, None)
 
     def close(self) -> None:

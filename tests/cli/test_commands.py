@@ -107,6 +107,19 @@ def test_global_mp_prunes_once_then_fine_tunes(grid_folder):
             assert len(steps) > 4 and steps == sorted(steps)
 
 
+def test_worker_processes_give_the_same_runs_as_one_process(grid_folder, tmp_path):
+    out, _ = grid_folder
+    done = fggp("run", *TINY, "--methods", "fggp", "global_mp", "--sparsity", "0.9", "--seeds", "0", "1",
+                "--workers", "2", "--out", tmp_path / "w")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    mine = {r["key"]: r for r in results(tmp_path / "w")}
+    assert len(mine) == 4 and len([line for line in done.stderr.splitlines() if line.startswith("run ")]) == 4
+    for run in results(out):
+        if run["key"] in mine:  # each run is seeded on its own: where it ran does not matter
+            assert (mine.pop(run["key"])["accuracy"], run["trace"]) == (run["accuracy"], run["trace"])
+    assert not mine
+
+
 def test_existing_results_need_resume_or_overwrite(grid_folder):
     out, _ = grid_folder
     done = fggp("run", *TINY, "--methods", "fggp", "--seeds", "0", "--out", out)
