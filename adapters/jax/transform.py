@@ -11,8 +11,14 @@ One ``update`` (events included) is one traceable function with static shapes:
    weights as updated by the inner transformation (``params + inner updates``) and this step's
    gradients;
 3. updates are ``inner update`` where kept and ``-params`` where pruned, so pruned params are
-   exactly 0.0 after ``optax.apply_updates``; inner state subtrees shaped like params (momentum,
-   Adam moments) are zeroed where pruned.
+   exactly 0.0 after ``optax.apply_updates``. Inner state subtrees shaped like params (momentum,
+   Adam moments) are zeroed where pruned *before* the inner step reads them (step 1), fused
+   into it: nothing pruned is ever revived, and the step between events costs no extra pass
+   (moments of entries pruned at an event read zero from the next update on).
+
+The event branch recomputes the inner step from the step's inputs (instead of taking its
+result as an operand), so between events the inner update, the masking and
+``apply_updates`` stay one fused, asynchronous XLA program with no host callback.
 
 An event the core would refuse (a NaN/inf score among active entries, an unreachable
 GlobalMP target) cannot raise under jit: it is skipped (masks unchanged), warned about from
@@ -179,7 +185,10 @@ def wrap(
         def inner_step() -> tuple[list[Any], Any]:
             zero = [None if m is None else jnp.zeros((), g.dtype) for g, m in zip(g_leaves, mask_leaves)]
             masked = [g if m is None else jnp.where(m, g, z) for g, m, z in zip(g_leaves, mask_leaves, zero)]
-            inner_updates, inner_state = inner.update(treedef.unflatten(masked), state.inner, params)
+            # Inner state shaped like params (momentum, Adam moments) is zeroed where pruned before
+            # the inner step reads it: fused into the step, so nothing pruned is ever revived.
+            inner_in = _mask_params_like(state.inner, treedef, mask_leaves)
+            inner_updates, inner_state = inner.update(treedef.unflatten(masked), inner_in, params)
             return treedef.flatten_up_to(inner_updates), inner_state
 
         def updated_weights() -> list[jax.Array]:
@@ -194,7 +203,7 @@ def wrap(
         shapes = tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen))
         steps, targets = table(shapes)
         p, u, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, u_leaves, g_leaves, mask_leaves))
-        new_m, status = _maybe_event(method, scope, steps, targets, updated_weights, g, m, count, names)
+        new_m, status, _ = _maybe_event(method, scope, steps, targets, updated_weights, g, m, count, names)
 
         out_u, out_m = list(u_leaves), list(mask_leaves)
         for j, i in enumerate(chosen):
@@ -203,7 +212,7 @@ def wrap(
         new_masks = treedef.unflatten(out_m)
         failed = status[0] != OK
         state = PruneState(
-            inner=_mask_params_like(inner_state, treedef, out_m),
+            inner=inner_state,
             count=count,
             masks=new_masks,
             skipped=state.skipped + failed.astype(jnp.int32),
@@ -231,11 +240,12 @@ def _aligned(params: Any, mask_tree: Any) -> tuple[Any, list[Any], list[int]]:
     return treedef, mask_leaves, [i for i, m in enumerate(mask_leaves) if m is not None]
 
 
-def _maybe_event(method, scope, steps, targets, weights_fn, g, m, count, names) -> tuple[list[jax.Array], jax.Array]:
-    """``lax.cond`` on "count is an event step": the event's new masks and status, else the old.
+def _maybe_event(method, scope, steps, targets, weights_fn, g, m, count, names) -> tuple[list, jax.Array, jax.Array]:
+    """``lax.cond`` on "count is an event step": the event's new masks and status, else the old;
+    and whether it is an event.
     ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step."""
     if len(steps) == 0:
-        return m, jnp.zeros(4, jnp.int32)
+        return m, jnp.zeros(4, jnp.int32), jnp.bool_(False)
     rates = pool_rates(method, steps)
     row = jnp.clip(jnp.searchsorted(jnp.asarray(steps), count), 0, len(steps) - 1)
     is_event = jnp.asarray(steps)[row] == count
@@ -253,7 +263,7 @@ def _maybe_event(method, scope, steps, targets, weights_fn, g, m, count, names) 
     def no_event(operands):
         return list(operands[1]), jnp.zeros(4, jnp.int32)
 
-    return jax.lax.cond(is_event, event, no_event, (g, m, row))
+    return (*jax.lax.cond(is_event, event, no_event, (g, m, row)), is_event)
 
 
 def _warn_skip(names: list[str], step: Any, status: Any) -> None:
