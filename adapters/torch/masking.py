@@ -1,11 +1,13 @@
 """Zeroing pruned entries of weights, gradients and optimizer state, every step, cheaply.
 
-On CUDA (and other accelerators) ``masked_fill_`` is used directly. On CPU a bool-masked
-fill is a slow scalar loop, so pruned entries are zeroed by multiplying with a 0/1 mask of the
-tensor's dtype (vectorised, ~10x faster); since ``NaN * 0`` stays NaN, a non-finite sum after
-the multiplication falls back to the exact ``masked_fill_``. Either way pruned entries end
-up exactly zero (+0.0 from ``masked_fill_``; from the multiplication, the sign of the value it
-replaced, which is +0.0 for weights the standard optimizers keep at 0).
+On CUDA (and other accelerators) ``masked_fill_`` is used directly, without a host sync. On
+CPU a bool-masked fill is a slow scalar loop, so between events pruned entries are zeroed by
+multiplying with a 0/1 mask of the tensor's dtype (vectorised, ~10x faster). ``NaN * 0`` is
+NaN, so after the weights' multiplication a non-finite sum switches to the exact
+``masked_fill_`` (a NaN gradient at a pruned entry reaches the weight through any
+optimizer that uses it, so checking the weights suffices). At events, and in the fallback,
+pruned entries become +0.0 exactly; the multiplication keeps the +0.0 the standard
+optimizers leave there.
 """
 
 from __future__ import annotations
@@ -31,16 +33,26 @@ class PrunedEntries:
     def __iter__(self):
         return iter(self.pruned)
 
-    def zero(self, name: str, x: torch.Tensor) -> None:
-        """Set the pruned entries of ``x`` (the tensor, its gradient, or a state tensor of its shape) to 0."""
+    def multiply(self, name: str, x: torch.Tensor) -> None:
+        """Zero the pruned entries of ``x`` (a gradient): fast, a NaN there stays NaN on CPU."""
         keep = self.keep.get(name)
         if keep is None or x.device != keep.device:
-            x.masked_fill_(self.pruned[name].to(x.device), 0)
-            return
-        x.mul_(keep)
-        if not math.isfinite(x.sum()):
-            x.masked_fill_(self.pruned[name], 0)
+            self.exact(name, x)
+        else:
+            x.mul_(keep)
 
-    def zero_exact(self, name: str, x: torch.Tensor) -> None:
-        """Set the pruned entries of ``x`` to +0.0 exactly (used at events, where values were nonzero)."""
+    def zero(self, name: str, x: torch.Tensor) -> bool:
+        """Zero the pruned entries of ``x`` (a weight); True when it held NaN/inf (then exact +0.0)."""
+        keep = self.keep.get(name)
+        if keep is None or x.device != keep.device:
+            self.exact(name, x)
+            return False
+        x.mul_(keep)
+        if math.isfinite(x.sum()):
+            return False
+        self.exact(name, x)
+        return True
+
+    def exact(self, name: str, x: torch.Tensor) -> None:
+        """Set the pruned entries of ``x`` to +0.0 exactly."""
         x.masked_fill_(self.pruned[name].to(x.device), 0)

@@ -96,7 +96,7 @@ class TorchPruner:
             for name in self._pruned:
                 grad = self.params[name].grad
                 if grad is not None:
-                    self._pruned.zero(name, grad)
+                    self._pruned.multiply(name, grad)
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if _skipped_by_grad_scaler(optimizer):
@@ -138,22 +138,28 @@ class TorchPruner:
 
     # -- applying masks ------------------------------------------------------------------
     def _apply(self) -> None:
-        """Masks onto their parameters' devices, then onto weights and optimizer state, exactly."""
+        """Masks onto their parameters' devices, then onto weights, gradients and optimizer state."""
         self.core.masks = {n: m.to(self.params[n].device) for n, m in self.core.masks.items()}
         self._pruned = PrunedEntries(self.core.masks, {n: p.dtype for n, p in self.params.items()})
-        with torch.no_grad():
-            for name in self._pruned:
-                param = self.params[name]
-                self._pruned.zero_exact(name, param)
-                for value in self.optimizer.state.get(param, {}).values():  # momentum, Adam moments, ...
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        self._pruned.zero_exact(name, value)
+        for name in self._pruned:
+            self._zero_exactly(name)
 
-    def _mask_weights(self, exact: bool = False) -> None:
-        zero = self._pruned.zero_exact if exact else self._pruned.zero
+    def _zero_exactly(self, name: str) -> None:
+        """+0.0 at the pruned entries of the weight, its gradient and its weight-shaped optimizer state."""
+        param = self.params[name]
+        with torch.no_grad():
+            self._pruned.exact(name, param)
+            if param.grad is not None:
+                self._pruned.exact(name, param.grad)
+            for value in self.optimizer.state.get(param, {}).values():  # momentum, Adam moments, ...
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    self._pruned.exact(name, value)
+
+    def _mask_weights(self) -> None:
         with torch.no_grad():
             for name in self._pruned:
-                zero(name, self.params[name])
+                if self._pruned.zero(name, self.params[name]):
+                    self._zero_exactly(name)  # a NaN/inf got in (via a gradient): clean its state too
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -188,7 +194,9 @@ class TorchPruner:
 
     def finalize(self) -> nn.Module:
         """Apply the masks a last time, detach, and return the model: plain, nothing of fggp attached."""
-        self._mask_weights(exact=True)
+        with torch.no_grad():
+            for name in self._pruned:
+                self._pruned.exact(name, self.params[name])
         self.remove()
         return self.model
 
