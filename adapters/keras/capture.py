@@ -113,11 +113,10 @@ class OptimizerHook:
             g = grads[j]
             if self.capture:
                 self.grads[i].assign(ops.cast(g if scale is None else g / scale, self.grads[i].dtype))
-            grads[j] = ops.where(self.masks[i].value, g, ops.zeros_like(g))
+            grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
         result = type(opt).apply(opt, grads, trainable_variables)
         for v, mask_variable in zip(self.variables, self.masks):
-            w = v.value
-            v.assign(ops.where(mask_variable.value, w, ops.zeros_like(w)))
+            v.assign(ops.where(mask_variable.value, v.value, 0.0))
         self.stamp.assign(opt._iterations)
         return result
 
@@ -127,8 +126,7 @@ class OptimizerHook:
         for i, (v, mask) in enumerate(zip(self.variables, masks)):
             self.masks[i].assign(ops.copy(mask))  # a buffer of its own: JAX donates the step's state
             for target in (v, *self.state[i]):
-                value = target.value
-                target.assign(ops.where(mask, value, ops.zeros_like(value)))
+                target.assign(ops.where(mask, target.value, 0.0))
 
     def captured_at(self) -> int:
         """The optimizer iteration whose gradients the slots hold (0: none captured yet)."""
