@@ -102,12 +102,9 @@ class TorchPruner:
         if _skipped_by_grad_scaler(optimizer):
             return
         self._mask_weights()
-        step = self.core.step + 1
-        if not self.core.schedule.is_event(step):
-            self.core.step = step
-            return
-        self.core.step = step
-        self._event()
+        self.core.step += 1  # counted first: a failed event still leaves the step count right
+        if self.core.schedule.is_event(self.core.step):
+            self._event()
 
     # -- events --------------------------------------------------------------------------
     def prune_now(self) -> EventReport:

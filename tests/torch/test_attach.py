@@ -7,12 +7,14 @@ import pickle
 
 import pytest
 import torch
+from torch import nn
 
 import fggp_core as F
 from fggp.torch import attach, finalize
 from tests.torch.training import (
     EventRecorder,
     assert_pruned_entries_zero,
+    batch,
     tiny_cnn,
     tiny_mlp,
     train_step,
@@ -23,6 +25,7 @@ OPTIMIZERS = {
     "sgd-nesterov-wd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
     "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
     "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+    "adagrad": lambda p: torch.optim.Adagrad(p, lr=1e-2),  # its state "sum" is weight-shaped too
 }
 
 METHODS = {
@@ -127,15 +130,16 @@ def test_prune_now_runs_a_one_shot_event_at_step_zero():
 def test_grad_none_at_event_is_an_error_for_gradient_methods_only():
     model = tiny_mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    schedule = F.OneShotSchedule(0.5, step=1)
+    schedule = F.OneShotSchedule(0.5, step=2)
+    pruner = attach(model, optimizer, F.FGGP(), schedule)
     optimizer.zero_grad()
     model[2].weight.sum().backward()  # 0.weight gets no gradient this step
-    pruner = attach(model, optimizer, F.FGGP(), schedule)
+    optimizer.step()  # between events a missing gradient is fine
     with pytest.raises(F.InputMismatchError, match=r"\['0.weight'\] have no gradient"):
         optimizer.step()
-    assert pruner.step == 1 and pruner.sparsity() == 0.0  # the step counted, nothing pruned
+    assert pruner.step == 2 and pruner.sparsity() == 0.0  # the step counted, nothing pruned
     pruner.remove()
-    pruner = attach(model, optimizer, F.Magnitude(), schedule)  # magnitude needs no gradient
+    pruner = attach(model, optimizer, F.Magnitude(), F.OneShotSchedule(0.5, step=1))  # needs no gradient
     optimizer.step()
     assert pruner.sparsity() == 0.5
 
@@ -173,4 +177,20 @@ def test_pruned_entries_stay_zero_when_their_gradient_is_not_finite(opt):
     model[0].weight.grad[tuple(pruned)] = float("nan")  # NaN * 0 is NaN: the exact fallback must catch it
     optimizer.step()
     assert model[0].weight.grad[tuple(pruned)] == 0
+    assert_pruned_entries_zero(pruner, optimizer)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_half_bfloat16_and_double_models_are_pruned_like_the_core(dtype):
+    model = tiny_mlp().to(dtype)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    recorder = EventRecorder(optimizer)
+    pruner = recorder.attach(attach(model, optimizer, F.FGGP(), SCHEDULE))
+    for step in range(1, 25):
+        optimizer.zero_grad()
+        x, y = batch(step, image=False)
+        nn.functional.cross_entropy(model(x.to(dtype)).float(), y).backward()
+        optimizer.step()
+    recorder.check()
+    assert pruner.sparsity() == round(144 * 0.8) / 144
     assert_pruned_entries_zero(pruner, optimizer)

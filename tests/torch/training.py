@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import fggp_core as F
+from fggp.torch import TORCH
 from tests.harness import assert_same_masks
 
 
@@ -47,7 +48,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, step: int, im
 
 
 def host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {n: t.detach().cpu().clone().numpy() for n, t in tensors.items()}
+    """Host copies (bfloat16 as ml_dtypes.bfloat16, exactly)."""
+    return {n: TORCH.to_host(t.detach().clone()) for n, t in tensors.items()}
 
 
 @dataclass
