@@ -74,6 +74,7 @@ def data_parallel_training_reaches_the_target() -> None:
         kernel, mask = np.asarray(params[layer]["kernel"]), np.asarray(masks[layer]["kernel"])
         assert np.all(kernel[~mask] == 0.0), layer
         assert len(params[layer]["kernel"].sharding.device_set) == 8, "params stay sharded"
+        assert masks[layer]["kernel"].sharding.is_equivalent_to(params[layer]["kernel"].sharding, 2), layer
     print(f"data-parallel run: {pruned} of {n} pruned, pruned params zero: ok")
 
 
