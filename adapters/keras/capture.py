@@ -16,9 +16,12 @@ replaces it on that instance only (the class and the user's model are untouched)
 1. for each prunable variable, ``grad_slot.assign(g)`` (the unscaled gradient) when the method
    needs gradients, and ``g = where(mask, g, 0)`` so pruned entries get no update;
 2. the original ``apply``;
-3. ``w.assign(where(mask, w, 0))`` for each prunable variable (robust to weight decay,
-   constraints and optimizers that move weights without gradient), and ``stamp.assign(iterations)``
-   to prove that gradients were captured at this step.
+3. ``stamp.assign(iterations)`` to prove that gradients were captured at this step, and
+   ``w.assign(where(mask, w, 0))`` for each prunable variable unless the optimizer is one of
+   Keras's own whose update of an entry with zero gradient and zero state is exactly zero
+   (SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, Adadelta, Lion, Lamb, Ftrl: momentum,
+   moments and multiplicative weight decay all keep 0.0 at 0.0). Others (Muon orthogonalises
+   the whole update; user optimizers) get the re-masking pass, one read and write per step.
 
 The masks, gradient slots and the stamp are non-trainable Keras variables created with
 ``optimizer.add_variable``. Being optimizer variables is what makes this work under JAX: they
@@ -37,11 +40,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 from keras import ops
 
-__all__ = ["OptimizerHook", "hook_of"]
+__all__ = ["OptimizerHook", "hook_of", "keeps_zeros"]
 
 _ATTRIBUTE = "_fggp_hook"
+# Keras optimizers whose step leaves an entry at exactly 0.0 when its gradient and every slot
+# of it are 0.0 (the hook masks gradients every step and slots at events).
+_KEEP_ZEROS = (
+    keras.optimizers.SGD,
+    keras.optimizers.Adam,
+    keras.optimizers.AdamW,
+    keras.optimizers.Nadam,
+    keras.optimizers.Adamax,
+    keras.optimizers.RMSprop,
+    keras.optimizers.Adagrad,
+    keras.optimizers.Adadelta,
+    keras.optimizers.Lion,
+    keras.optimizers.Lamb,
+    keras.optimizers.Ftrl,
+)
+
+
+def keeps_zeros(optimizer: Any) -> bool:
+    """True for Keras's own optimizers above (backend variants included), not user subclasses."""
+    return isinstance(optimizer, _KEEP_ZEROS) and type(optimizer).__module__.startswith("keras.")
 
 
 def hook_of(optimizer: Any) -> OptimizerHook | None:
@@ -64,6 +88,7 @@ class OptimizerHook:
         self.grads: list[Any] = []
         self.stamp: Any = None
         self._keys = {optimizer._var_key(v): i for i, v in enumerate(self.variables)}
+        self.remask = not keeps_zeros(optimizer)
         self.state = [self._state_of(v) for v in self.variables]
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -115,8 +140,9 @@ class OptimizerHook:
                 self.grads[i].assign(ops.cast(g if scale is None else g / scale, self.grads[i].dtype))
             grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
         result = type(opt).apply(opt, grads, trainable_variables)
-        for v, mask_variable in zip(self.variables, self.masks):
-            v.assign(ops.where(mask_variable.value, v.value, 0.0))
+        if self.remask:
+            for v, mask_variable in zip(self.variables, self.masks):
+                v.assign(ops.where(mask_variable.value, v.value, 0.0))
         self.stamp.assign(opt._iterations)
         return result
 

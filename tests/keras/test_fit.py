@@ -197,3 +197,31 @@ def test_mixed_precision_loss_scale_optimizer():
     n = sum(m.size for m in cb.masks.values())
     assert n - sum(int(m.sum()) for m in cb.masks.values()) == models.target(schedule, n)
     assert_pruned_weights_zero(model, cb.masks)
+
+
+class Drift(keras.optimizers.Optimizer):
+    """SGD that also moves every entry by 1e-3 per step, zero gradient or not."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = keras.ops.cast(learning_rate, variable.dtype)
+        self.assign_sub(variable, lr * gradient - 1e-3)
+
+
+def test_an_optimizer_that_moves_zero_gradient_entries_is_re_masked_every_step():
+    x, y = models.digits()
+    model = models.mlp()
+    model.compile(Drift(learning_rate=0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = fggp.keras.PruningCallback(F.Magnitude(), F.PolynomialSchedule(0.0, 0.5, 0, 10, 10))
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if cb.pruner.step > 10:
+                if hasattr(self.model, "jax_state_sync"):
+                    self.model.jax_state_sync()
+                weights = models.weights_of(self.model)
+                seen.append(sum(np.count_nonzero(weights[p][~m]) for p, m in cb.masks.items()))
+
+    model.fit(x, y, batch_size=64, epochs=1, callbacks=[cb, Watch()], verbose=0)
+    assert len(seen) == 19 and not any(seen), seen
+    assert not fggp.keras.capture.keeps_zeros(model.optimizer)
