@@ -34,7 +34,10 @@ def write_atomic(path: str, text: str) -> None:
     """Replace ``path`` with ``text`` so that readers see the old or the new file, never a part."""
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write(text)
             file.flush()
