@@ -60,23 +60,38 @@ def host_score_bits(x: np.ndarray) -> np.ndarray:
     return x.view(np.int32 if x.dtype == np.float32 else np.int64)
 
 
+def _digits(bits: int, width: int = 11) -> list[tuple[int, int]]:
+    """(shift, width) of each radix digit of a ``bits``-bit key, most significant first."""
+    out, top = [], bits
+    while top > 0:
+        w = min(width, top)
+        out.append((top - w, w))
+        top -= w
+    return out
+
+
 @jax.jit
 def _kth_bits(x: jax.Array, k: jax.Array) -> jax.Array:
-    """The k-th smallest (1-based) of non-negative integer bits ``x``, by binary search over
-    the bit range (one counting pass per bit, no sort); -1 when ``k == 0``."""
-    width = 63 if x.dtype == jnp.int64 else 31
-    lo = jnp.zeros((), x.dtype)
-    hi = jnp.array(np.iinfo(np.dtype(x.dtype)).max, x.dtype)
-    k = jnp.asarray(k, jnp.int64 if x.dtype == jnp.int64 else jnp.int32)
+    """The k-th smallest (1-based) of non-negative integer bits ``x``; -1 when ``k == 0``.
 
-    def halve(_, bounds):
-        lo, hi = bounds
-        mid = lo + (hi - lo) // 2
-        enough = jnp.sum(x <= mid, dtype=k.dtype) >= k
-        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
-
-    lo, _ = jax.lax.fori_loop(0, width + 1, halve, (lo, hi))
-    return jnp.where(k > 0, lo, jnp.array(-1, x.dtype))
+    Radix select, no sort: per digit of at most 11 bits (3 digits for int32 keys), one
+    histogram of the candidates sharing the prefix found so far, then its cumulative counts
+    say which digit holds the k-th entry.
+    """
+    count_type = jnp.int64 if x.dtype == jnp.int64 else jnp.int32
+    k = jnp.asarray(k, count_type)
+    prefix, rank = jnp.zeros((), x.dtype), k
+    total = 63 if x.dtype == jnp.int64 else 31
+    for shift, width in _digits(total):
+        digit = ((x >> shift) & ((1 << width) - 1)).astype(jnp.int32)
+        above = shift + width
+        same = jnp.ones_like(x, bool) if above >= total else (x >> above) == (prefix >> above)
+        hist = jnp.zeros(1 << width, count_type).at[digit].add(same.astype(count_type))
+        cumulative = jnp.cumsum(hist)
+        d = jnp.searchsorted(cumulative, rank, side="left").astype(jnp.int32)
+        rank = rank - jnp.where(d > 0, cumulative[jnp.maximum(d - 1, 0)], 0)
+        prefix = prefix | (d.astype(x.dtype) << shift)
+    return jnp.where(k > 0, prefix, jnp.array(-1, x.dtype))
 
 
 @jax.jit
