@@ -60,11 +60,11 @@ def stepper(tx):
     return step
 
 
-def step_times(rounds: int, steps: int) -> dict[str, float]:
+def step_times(rounds: int, steps: int, batch: int = 256) -> dict[str, float]:
     sizes = (784, 1024, 1024, 10)
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.standard_normal((256, 784)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 10, 256))
+    x = jnp.asarray(rng.standard_normal((batch, 784)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, batch))
     variants = {
         "inner": optax.adam(1e-3),
         "wrapped": fj.wrap(optax.adam(1e-3), F.FGGP(0.5), NEVER),
@@ -86,7 +86,7 @@ def step_times(rounds: int, steps: int) -> dict[str, float]:
             run[1:] = [params, state]
     inner, wrapped = statistics.median(samples["inner"]), statistics.median(samples["wrapped"])
     return {
-        "model": "MLP 784-1024-1024-10 (1.86M params), batch 256, adam, full jitted train step",
+        "model": f"MLP 784-1024-1024-10 (1.86M params), batch {batch}, adam, full jitted train step",
         "rounds": rounds,
         "inner_ms": round(inner * 1e3, 3),
         "wrapped_ms": round(wrapped * 1e3, 3),
@@ -132,12 +132,17 @@ def event_cost(n: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 1e6 only")
+    parser.add_argument("--batch", type=int, default=256, help="batch size of the step-time model")
+    parser.add_argument("--step-only", action="store_true", help="step time only; writes no file")
     args = parser.parse_args()
+    if args.step_only:
+        print(json.dumps(step_times(rounds=30, steps=10, batch=args.batch)))
+        return
     device = jax.devices()[0]
     result = {
         "device": f"{device.platform}: {device.device_kind}",
         "jax": jax.__version__,
-        "step_time": step_times(rounds=3 if args.quick else 30, steps=20 if args.quick else 10),
+        "step_time": step_times(rounds=3 if args.quick else 30, steps=20 if args.quick else 10, batch=args.batch),
         "event_cost": [event_cost(n, 2 if args.quick else 3) for n in ([10**6] if args.quick else [10**6, 10**7])],
     }
     print(json.dumps(result, indent=2))
