@@ -9,8 +9,8 @@ Step time: an MLP (784-1024-1024-10, 1.8M params, batch 256) trained with Adam, 
 train step (forward, backward, update, apply) under ``jax.jit``; the two variants alternate in
 rounds and the median per-step time of each is compared. Event cost: one jitted ``update``
 (FGGP, global) at an event step minus the same compiled update at a non-event step, on
-params of 1e6 and 1e7 prunable weights (one 1000 x n/1000 kernel). Writes
-benchmarks/results/jax.json.
+params of 1e6 and 1e7 prunable weights (one 1000 x n/1000 kernel). Writes its run into
+benchmarks/results/jax.json, one entry per device.
 """
 
 from __future__ import annotations
@@ -148,7 +148,9 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     out = Path(__file__).parent / "results" / "jax.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
+    runs[result["device"]] = result  # one entry per device kind (CPU, GPU, ...)
+    out.write_text(json.dumps({"benchmark": "benchmarks/bench_jax.py", "runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
