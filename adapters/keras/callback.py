@@ -116,6 +116,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.events: list[EventReport] = []
         self.variables: dict[str, Any] = {}
         self._hook: OptimizerHook | None = None
+        self._steps: dict[bool, Any] = {}
         self._restored = False
 
     # -- reports ---------------------------------------------------------------------------
@@ -193,7 +194,8 @@ class PruningCallback(keras.callbacks.Callback):
         self._hook = OptimizerHook(optimizer, list(self.variables.values()), capture=self.pruner.method.needs_grads)
         self._hook.install()
         self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
-        model.make_train_function(force=True)
+        self._steps = {}
+        self._use_step(capture=False)
         schedule = self.pruner.schedule
         if self.pruner.step == 0 and schedule.is_event(0) and not self.events and _total(self.pruner.event_k(0)):
             # An event before the first step (e.g. OneShotSchedule(s, step=0)); skipped when it prunes nothing.
@@ -201,6 +203,10 @@ class PruningCallback(keras.callbacks.Callback):
                 self._abort()
                 raise ConfigError("schedule", schedule, f"an event at step 0 has no gradients for {self.pruner.method}")
             self._event(first=True)
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._hook is not None and self._hook.capture:
+            self._use_step(capture=self.pruner.schedule.is_event(self.pruner.step + 1))
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if not self.pruner.schedule.is_event(self.pruner.step + 1):
@@ -270,13 +276,39 @@ class PruningCallback(keras.callbacks.Callback):
         if not report.skipped:
             hook.set_masks([self.pruner.masks[n] for n in self.variables])  # type: ignore[union-attr]
 
+    def _use_step(self, capture: bool) -> None:
+        """Make ``model.train_function`` the compiled step that does (not) capture gradients."""
+        hook = self._hook
+        if hook.capture_now == capture and capture in self._steps:  # type: ignore[union-attr]
+            return
+        hook.capture_now = capture  # type: ignore[union-attr]
+        if capture not in self._steps:
+            self._steps[capture] = _new_train_function(self.model)  # traced at its first call, with this flag
+        self.model.train_function = self._steps[capture]
+
     def _abort(self) -> None:
         """Uninstall the hook and drop the compiled step that used it."""
         if self._hook is not None and self._hook.installed:
             self._hook.uninstall()
         self._hook = None
+        self._steps = {}
         if self.model is not None:
             self.model.train_function = None
+
+
+def _new_train_function(model: keras.Model) -> Any:
+    """A train function of its own: jax.jit caches traces by function, so wrap train_step anew."""
+    step = type(model).train_step
+
+    def train_step(*args: Any) -> Any:
+        return step(model, *args)
+
+    model.__dict__["train_step"] = train_step
+    try:
+        model.make_train_function(force=True)
+    finally:
+        del model.__dict__["train_step"]
+    return model.train_function
 
 
 def _total(k: int | Mapping[str, int]) -> int:

@@ -28,8 +28,10 @@ The masks, gradient slots and the stamp are non-trainable Keras variables create
 are part of the optimizer state that the jitted step takes and returns, so their updates leave
 the stateless step and masks changed at an event enter the next one (a variable read from
 outside the state would be baked into the trace as a constant). On tensorflow and torch they
-are ordinary variables captured by the compiled function. Nothing extra runs on the host per
-step, and there is no extra forward or backward pass.
+are ordinary variables captured by the compiled function. There is no extra forward or
+backward pass. Copying gradients is only needed at event steps, so the callback keeps two
+compiled train steps, traced with ``capture_now`` True and False, and swaps
+``model.train_function`` before each step (a Python attribute: no host work, no sync).
 
 ``uninstall`` restores the optimizer exactly (its own ``apply``, its own variable list), so a
 model saved after ``fit`` holds no fggp state and loads in a process without fggp.
@@ -84,6 +86,9 @@ class OptimizerHook:
         self.optimizer = optimizer
         self.variables = list(variables)
         self.capture = capture
+        # Read when the step is traced (tensorflow, jax) or run (torch): the callback keeps one
+        # compiled step that captures, used at event steps, and one that does not.
+        self.capture_now = capture
         self.masks: list[Any] = []
         self.grads: list[Any] = []
         self.stamp: Any = None
@@ -136,14 +141,15 @@ class OptimizerHook:
             if i is None or grads[j] is None:
                 continue
             g = grads[j]
-            if self.capture:
+            if self.capture and self.capture_now:
                 self.grads[i].assign(ops.cast(g if scale is None else g / scale, self.grads[i].dtype))
             grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
         result = type(opt).apply(opt, grads, trainable_variables)
         if self.remask:
             for v, mask_variable in zip(self.variables, self.masks):
                 v.assign(ops.where(mask_variable.value, v.value, 0.0))
-        self.stamp.assign(opt._iterations)
+        if self.capture and self.capture_now:
+            self.stamp.assign(opt._iterations)
         return result
 
     # -- on the host, at events ------------------------------------------------------------
