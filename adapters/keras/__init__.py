@@ -12,15 +12,17 @@ How gradients reach a callback (capture.py). A callback never sees gradients, an
 methods (FGGP, Gradient, Taylor) need this step's. Every Keras 3 train step hands them to the
 optimizer (``apply_gradients``/``apply`` on tensorflow and torch, ``stateless_apply`` -> ``apply``
 on JAX), so ``OptimizerHook`` replaces ``apply`` on the model's optimizer instance for the
-duration of ``fit``: it copies each prunable variable's gradient into a non-trainable slot,
-zeroes the gradients of pruned entries, runs the original ``apply``, re-zeroes pruned weights,
-and stamps the iteration. Slots, masks and stamp are optimizer variables, so the JAX stateless
-step carries them in and out of ``jax.jit`` with the rest of the optimizer state; on
-tensorflow (``jit_compile`` on or off) and torch they are variables the compiled step captures.
-No extra forward or backward pass, no model subclass, no host work between events. At an event
-the callback syncs the JAX state, reads weights and slots, selects, and assigns masked weights,
-masks and masked optimizer slots (momentum, Adam moments, EMA). ``on_train_end`` restores the
-optimizer, so a saved ``.keras`` file is plain Keras.
+duration of ``fit``: it copies each prunable variable's gradient into a non-trainable slot and
+stamps the iteration (event steps only), zeroes the gradients of pruned entries, runs the
+original ``apply``, and re-zeroes pruned weights for optimizers that could move them. Slots,
+masks and stamp are optimizer variables, so the JAX stateless step carries them in and out of
+``jax.jit`` with the rest of the optimizer state; on tensorflow (``jit_compile`` on or off)
+and torch they are variables the compiled step captures. Two compiled steps are kept, one
+tracing the copy and one not; the callback points ``model.train_function`` at the copying one
+only before event steps. No extra forward or backward pass, no model subclass, no host work
+between events. At an event the callback syncs the JAX state, reads weights and slots,
+selects, and assigns masked weights, masks and masked optimizer slots (momentum, Adam moments,
+EMA). ``on_train_end`` restores the optimizer, so a saved ``.keras`` file is plain Keras.
 """
 
 from .callback import PruningCallback, default_prunable, prunable_variables, sparsity_report, strip_pruning
