@@ -14,10 +14,11 @@ So the one place all three share is the optimizer instance's ``apply``. ``Optimi
 replaces it on that instance only (the class and the user's model are untouched) with:
 
 1. for each prunable variable, ``grad_slot.assign(g)`` (the unscaled gradient) when the method
-   needs gradients, and ``g = where(mask, g, 0)`` so pruned entries get no update;
+   needs gradients and ``capture_now`` is set (event steps), and ``g = where(mask, g, 0)`` so
+   pruned entries get no update;
 2. the original ``apply``;
-3. ``stamp.assign(iterations)`` to prove that gradients were captured at this step, and
-   ``w.assign(where(mask, w, 0))`` for each prunable variable unless the optimizer is one of
+3. ``stamp.assign(iterations)`` (with the copy) to prove that gradients were captured at this
+   step, and ``w.assign(where(mask, w, 0))`` for each prunable variable unless the optimizer is one of
    Keras's own whose update of an entry with zero gradient and zero state is exactly zero
    (SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, Adadelta, Lion, Lamb, Ftrl: momentum,
    moments and multiplicative weight decay all keep 0.0 at 0.0). Others (Muon orthogonalises
