@@ -88,7 +88,7 @@ def _kth_bits(x: jax.Array, k: jax.Array) -> jax.Array:
         same = jnp.ones_like(x, bool) if above >= total else (x >> above) == (prefix >> above)
         hist = jnp.zeros(1 << width, count_type).at[digit].add(same.astype(count_type))
         cumulative = jnp.cumsum(hist)
-        d = jnp.searchsorted(cumulative, rank, side="left").astype(jnp.int32)
+        d = jnp.sum(cumulative < rank, dtype=jnp.int32)  # searchsorted(side="left"), loop-free
         rank = rank - jnp.where(d > 0, cumulative[jnp.maximum(d - 1, 0)], 0)
         prefix = prefix | (d.astype(x.dtype) << shift)
     return jnp.where(k > 0, prefix, jnp.array(-1, x.dtype))

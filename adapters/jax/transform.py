@@ -247,7 +247,8 @@ def _maybe_event(method, scope, steps, targets, weights_fn, g, m, count, names) 
     if len(steps) == 0:
         return m, jnp.zeros(4, jnp.int32), jnp.bool_(False)
     rates = pool_rates(method, steps)
-    row = jnp.clip(jnp.searchsorted(jnp.asarray(steps), count), 0, len(steps) - 1)
+    # Unrolled (no while loop: on a GPU each loop iteration would read its predicate on the host).
+    row = jnp.clip(jnp.searchsorted(jnp.asarray(steps), count, method="scan_unrolled"), 0, len(steps) - 1)
     is_event = jnp.asarray(steps)[row] == count
 
     def event(operands):
