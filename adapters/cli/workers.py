@@ -9,6 +9,9 @@ the cores (OpenMP threads spin-wait for each other). The parent alone writes the
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -22,7 +25,15 @@ __all__ = ["run_in_workers"]
 _WORKER: dict[str, Any] = {}
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (killed, say) stops too, instead of training on for nobody."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _start_worker(settings: Settings, device: str) -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     import torch
 
     from .data import load_data

@@ -174,6 +174,40 @@ def test_killed_run_keeps_finished_runs_and_resume_completes_the_grid(tmp_path):
     assert final[: len(finished)] == finished
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """State, parent pid, ... of a live (non-zombie) process, from /proc; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return stat if stat[0] != "Z" else None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and (_stat(e) or [None, None])[1] == str(pid)]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads child processes from /proc")
+def test_worker_processes_stop_when_the_command_is_killed(tmp_path):
+    out = tmp_path / "workers"
+    args = ("run", *TINY, "--epochs", "3", "--methods", "fggp", "--sparsity", "0.9", "--seeds", *map(str, range(8)),
+            "--workers", "2", "--out", out)  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "fggp.cli", *map(str, args)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not os.path.exists(out / "results.json"):
+        time.sleep(0.05)
+    workers = _children(process.pid)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert workers, "the grid should have started worker processes"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_stat(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _stat(w)], "worker processes outlived the killed command"
+
+
 def test_fake_cifar10_folder_trains_the_cnn(tmp_path):
     folder = write_fake_cifar10(str(tmp_path / "cifar-10-batches-py"), per_batch=16)
     done = fggp("run", "--data", f"cifar10:{tmp_path}", "--model", "cnn", "--methods", "fggp", "--sparsity", "0.8",
