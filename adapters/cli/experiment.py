@@ -165,10 +165,10 @@ def _train(settings, model, optimizer, data, device, seed, total_steps, pruner, 
     y_train = torch.from_numpy(data.y_train).to(device)
     milestones = [round(m * total_steps) for m in settings.lr_milestones]
     order = torch.Generator().manual_seed(seed)
-    step, loss_sum, batches = 0, 0.0, 0
+    step, mean_loss = 0, 0.0
     for epoch in range(settings.epochs):
         model.train()
-        loss_sum, batches = 0.0, 0
+        loss_sum, batches = torch.zeros((), device=device), 0  # summed on device: no sync per step
         for index in torch.randperm(len(y_train), generator=order).split(settings.batch_size):
             index = index.to(device)
             x = augment(x_train[index]) if settings.augment else x_train[index]
@@ -181,11 +181,12 @@ def _train(settings, model, optimizer, data, device, seed, total_steps, pruner, 
             step += 1
             if pruner is not None and schedule.is_event(step):
                 trace.append([step, pruner.sparsity()])
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()
             batches += 1
+        mean_loss = float(loss_sum) / max(1, batches)
         if on_epoch is not None:
-            on_epoch(epoch + 1, settings.epochs, loss_sum / max(1, batches))
-    return loss_sum / max(1, batches)
+            on_epoch(epoch + 1, settings.epochs, mean_loss)
+    return mean_loss
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
