@@ -1,7 +1,8 @@
 """The Executor of fggp_core's selection algorithm for Keras 3 tensors, on any Keras backend.
 
-Every primitive is written with ``keras.ops`` and runs on the device of its input tensors
-(a ``keras.device`` scope around ops that create tensors keeps them there). Counts and ranks
+Every primitive is written with ``keras.ops`` and runs on the device of its input tensors:
+each runs in a ``keras.device`` scope of its input's device (Keras's torch backend moves any
+tensor an op converts to the default device, e.g. CPU inputs to CUDA, without it). Counts and ranks
 come back to the host as Python ints, as the core's algorithm expects; scores and masks stay
 on the device. The semantics are the core's bit for bit:
 
@@ -69,31 +70,35 @@ class KerasExecutor:
         return keras.backend.standardize_dtype(x.dtype)
 
     def to_host(self, x: Any) -> np.ndarray:
-        return np.asarray(ops.convert_to_numpy(x))
+        with _On(x):
+            return np.asarray(ops.convert_to_numpy(x))
 
     def from_host(self, x: np.ndarray, like: Any) -> Any:
         with _On(like):
             return ops.convert_to_tensor(x, dtype=x.dtype.name)
 
     def flat_score(self, tensors: Sequence[Any], others: Sequence[Any] | None, dtype: str) -> Any:
-        parts = []
-        for i, t in enumerate(tensors):
-            flat = ops.cast(ops.reshape(t, (-1,)), dtype)
-            if others is not None:
-                flat = ops.multiply(flat, ops.cast(ops.reshape(others[i], (-1,)), dtype))
-            parts.append(ops.abs(flat))
-        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
+        with _On(tensors[0]):
+            parts = []
+            for i, t in enumerate(tensors):
+                flat = ops.cast(ops.reshape(t, (-1,)), dtype)
+                if others is not None:
+                    flat = ops.multiply(flat, ops.cast(ops.reshape(others[i], (-1,)), dtype))
+                parts.append(ops.abs(flat))
+            return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
 
     def flat_mask(self, masks: Sequence[Any]) -> Any:
-        parts = [ops.reshape(m, (-1,)) for m in masks]
-        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
+        with _On(masks[0]):
+            parts = [ops.reshape(m, (-1,)) for m in masks]
+            return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
 
     def split(self, flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
         out, start = [], 0
-        for shape in shapes:
-            n = math.prod(shape)
-            out.append(ops.reshape(flat[start : start + n], shape))
-            start += n
+        with _On(flat):
+            for shape in shapes:
+                n = math.prod(shape)
+                out.append(ops.reshape(flat[start : start + n], shape))
+                start += n
         return out
 
     def exclude(self, score: Any, among: Any) -> Any:
@@ -104,7 +109,8 @@ class KerasExecutor:
         k = int(k)
         if k == 0:
             return -np.inf
-        nan = ops.isnan(x)
+        with _On(x):
+            nan = ops.isnan(x)
         n_nan = self.count(nan)
         if k > int(ops.shape(x)[0]) - n_nan:  # NumPy's partition puts NaN after +inf
             return np.nan
@@ -121,10 +127,12 @@ class KerasExecutor:
             return ops.logical_and(mask, ops.less_equal(rank, r))
 
     def count(self, mask: Any) -> int:
-        return int(ops.convert_to_numpy(ops.sum(ops.cast(mask, "int32"))))
+        with _On(mask):
+            return int(ops.convert_to_numpy(ops.sum(ops.cast(mask, "int32"))))
 
     def nonfinite(self, score: Any, among: Any) -> int:
-        bad = ops.logical_and(ops.logical_not(ops.isfinite(score)), among)
+        with _On(score):
+            bad = ops.logical_and(ops.logical_not(ops.isfinite(score)), among)
         return self.count(bad)
 
     def zeros(self, like: Any) -> Any:
