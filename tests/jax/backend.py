@@ -1,7 +1,7 @@
 """The JAX backend for the cross-backend harness: jax arrays, ``fggp.jax.select``.
 
 Without ``jax_enable_x64`` JAX holds float64 as float32; the harness compares with the core
-on the values held (``to_numpy``). ``JitBackend`` (``backend_jit.py``) runs ``select_jit``.
+on the values held (``to_numpy``). The jitted ``select_jit`` is checked in test_select.py.
 """
 
 from __future__ import annotations
