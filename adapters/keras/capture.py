@@ -95,6 +95,7 @@ class OptimizerHook:
         self.stamp: Any = None
         self._keys = {optimizer._var_key(v): i for i, v in enumerate(self.variables)}
         self.remask = not keeps_zeros(optimizer)
+        self.in_place = keras.backend.backend() == "torch"
         self.state = [self._state_of(v) for v in self.variables]
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -144,7 +145,10 @@ class OptimizerHook:
             g = grads[j]
             if self.capture and self.capture_now:
                 self.grads[i].assign(ops.cast(g if scale is None else g / scale, self.grads[i].dtype))
-            grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
+            if self.in_place:  # torch runs eagerly on the step's own .grad buffers: no new tensor
+                g.mul_(self.masks[i].value)
+            else:
+                grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
         result = type(opt).apply(opt, grads, trainable_variables)
         if self.remask:
             for v, mask_variable in zip(self.variables, self.masks):
