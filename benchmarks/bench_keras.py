@@ -135,14 +135,19 @@ def main() -> None:
 
     backend = keras.backend.backend()
     runs: dict[str, list[float]] = {"plain": [], "magnitude": [], "fggp": []}
+    paired: dict[str, list[float]] = {"magnitude": [], "fggp": []}
     methods = {"plain": None, "magnitude": fggp.Magnitude(), "fggp": fggp.FGGP(0.5)}
     names = list(methods)
     for r in range(args.repeat):
         # Alternate, and rotate the order, so load from other users and a process that slows
         # as it builds models hit every variant alike.
+        this = {}
         for name in names[r % 3 :] + names[: r % 3]:
             keras.backend.clear_session()
-            runs[name] += epoch_times(methods[name], args.epochs)
+            this[name] = epoch_times(methods[name], args.epochs)
+            runs[name] += this[name]
+        for name in paired:  # within one repeat the variants ran back to back: a paired ratio
+            paired[name].append(statistics.median(this[name]) / statistics.median(this["plain"]))
     median = {name: statistics.median(t) for name, t in runs.items()}
     result = {
         "backend": backend,
@@ -152,6 +157,8 @@ def main() -> None:
         "repeat": args.repeat,
         "epoch_s_median": median,
         "ratio_vs_plain": {n: median[n] / median["plain"] for n in ("magnitude", "fggp")},
+        "paired_ratio_median": {n: statistics.median(r) for n, r in paired.items()},
+        "paired_ratio_range": {n: [min(r), max(r)] for n, r in paired.items()},
         "target_ratio": 1.05,
     }
     if args.tfmot == "on" or (args.tfmot == "auto" and backend == "tensorflow"):
