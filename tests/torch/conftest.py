@@ -1,7 +1,8 @@
 """The torch tests run single-threaded: tiny models, and the machine's cores are shared."""
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the PyTorch adapter's tests need torch (pip install 'fggp[torch]')")
 
 
 @pytest.fixture(autouse=True)
