@@ -83,6 +83,7 @@ def prune_group(
     # A non-finite score raises inside score(); select() is pure, so nothing is half-applied.
     candidates = active
     if isinstance(method, GlobalMP):
+        score("magnitude")  # the NaN/inf check comes first: the reserve below needs finite scores
         candidates = active & ~_reserved(ex, method, w, sizes, active, dtype)
         available = int(ex.count(candidates))
         if available < k:

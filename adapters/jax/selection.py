@@ -124,7 +124,8 @@ def select_traced(
         dtype = score_dtype([ex.dtype_name(t) for t in w])
         sizes = [int(np.prod(jnp.shape(t), dtype=np.int64)) for t in w]
         active, candidates = actives[gi], actives[gi]
-        if isinstance(method, GlobalMP):
+        if isinstance(method, GlobalMP):  # as in the core: the NaN/inf check precedes the reserve
+            checks += _finiteness(JAX.flat_score(w, None, dtype), "magnitude", group, sizes, active)
             candidates = active & ~_reserved(method, w, sizes, active, dtype)
             available = ex.count(candidates)
             checks.append((available < ks[gi], [UNREACHABLE, group[0], available, 0]))
@@ -132,11 +133,7 @@ def select_traced(
             size = ks[gi] if si == len(plan) - 1 else pools[gi, si]
             score = _score(method, kind, w, [grads[i] for i in group] if grads is not None else None, dtype, step)
             if kind != "random":
-                start = 0
-                for i, n in zip(group, sizes):
-                    bad = ex.nonfinite(score[start : start + n], active[start : start + n])
-                    checks.append((bad > 0, [NONFINITE, i, bad, KINDS.index(kind)]))
-                    start += n
+                checks += _finiteness(score, kind, group, sizes, active)
             candidates = smallest(ex, score, size, candidates)
         kept = ex.split(active & ~candidates, [jnp.shape(masks[i]) for i in group])
         for i, m in zip(group, kept):
@@ -144,6 +141,16 @@ def select_traced(
     status = _first_failure(checks)
     ok = status[0] == OK
     return [jnp.where(ok, new, old) for new, old in zip(result, masks)], status
+
+
+def _finiteness(score: jax.Array, kind: str, group: list[int], sizes: list[int], active: jax.Array) -> list:
+    """One (failed?, status) check per tensor of ``group``: NaN/inf ``kind`` scores among active entries."""
+    checks, start = [], 0
+    for i, n in zip(group, sizes):
+        bad = JAX.nonfinite(score[start : start + n], active[start : start + n])
+        checks.append((bad > 0, [NONFINITE, i, bad, KINDS.index(kind)]))
+        start += n
+    return checks
 
 
 def _device_pool_sizes(method: TwoStage, ks: jax.Array, n_actives: jax.Array, rate: tuple) -> jax.Array:

@@ -87,3 +87,12 @@ def test_annealed_rate_needs_the_step():
     method = F.TwoStage("magnitude", "gradient", extra_fraction=F.CosineRate(0.5, 0.005, 10))
     with pytest.raises(F.ConfigError, match="step=None"):
         F.select(method, W, W, M, 1)
+
+
+def test_global_mp_checks_scores_before_reserving():
+    # A NaN magnitude must be reported as such, not confuse the per-tensor reserve into an
+    # unreachable target (found by Hypothesis).
+    w = {"a": np.array([[np.nan, 0, 0], [0, 0, 0]], np.float16), "b": np.zeros((2, 2, 1, 3), np.float16)}
+    m = {n: np.ones(x.shape, bool) for n, x in w.items()}
+    with pytest.raises(F.NonFiniteScoreError, match="'a'"):
+        F.select(F.GlobalMP(0), w, None, m, 13)
