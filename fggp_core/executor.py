@@ -11,12 +11,13 @@ draws), and NaN/inf are rejected before selection, so +inf safely marks "not a c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Executor", "NumpyExecutor", "FLOAT_DTYPES", "score_dtype"]
+__all__ = ["Executor", "NumpyExecutor", "FLOAT_DTYPES", "score_dtype", "split_flat"]
 
 # Names of the floating dtypes fggp accepts, on every backend (bfloat16 via ml_dtypes in NumPy).
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -25,6 +26,16 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 def score_dtype(dtype_names: Sequence[str]) -> str:
     """float64 if any tensor is float64 (exact for mixed groups), else float32 (exact upcast)."""
     return "float64" if "float64" in dtype_names else "float32"
+
+
+def split_flat(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
+    """Cut a flat array into views of ``shapes`` (any array type with slicing and ``reshape``)."""
+    out, start = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(flat[start : start + n].reshape(shape))
+        start += n
+    return out
 
 
 class Executor(Protocol):
@@ -102,12 +113,7 @@ class NumpyExecutor:
         return np.concatenate([np.asarray(m).reshape(-1) for m in masks])
 
     def split(self, flat: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-        out, start = [], 0
-        for shape in shapes:
-            n = int(np.prod(shape, dtype=np.int64))
-            out.append(flat[start : start + n].reshape(shape))
-            start += n
-        return out
+        return split_flat(flat, shapes)
 
     def exclude(self, score: np.ndarray, among: np.ndarray) -> np.ndarray:
         np.copyto(score, np.inf, where=~among)

@@ -23,9 +23,24 @@ from .methods import Method, method_from_config
 from .schedule import Schedule, schedule_from_config
 from .selection import SCOPES, select
 
-__all__ = ["Pruner", "EventReport", "STATE_VERSION"]
+__all__ = ["Pruner", "EventReport", "STATE_VERSION", "check_config"]
 
 STATE_VERSION = 1
+
+
+def check_config(
+    method: object, schedule: object, scope: object, distribution: object, sparse_start: object = None
+) -> None:
+    """The argument checks every entry point shares (Pruner, fggp.jax.wrap): a clear ConfigError."""
+    if not isinstance(method, Method):
+        raise ConfigError("method", method, "must be a fggp method such as FGGP(), Magnitude() or GlobalMP()")
+    if not isinstance(schedule, Schedule):
+        raise ConfigError("schedule", schedule, "must be a fggp schedule such as PolynomialSchedule(...)")
+    if scope not in SCOPES:
+        raise ConfigError("scope", scope, f"must be one of {SCOPES}")
+    check_distribution(distribution)
+    if sparse_start is not None and not isinstance(sparse_start, SparseStart):
+        raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
 
 
 @dataclass(frozen=True)
@@ -68,16 +83,11 @@ class Pruner:
         exclude: Collection[str] = (),
         executor: Executor = NUMPY,
     ) -> None:
-        if not isinstance(method, Method):
-            raise ConfigError("method", method, "must be a fggp method such as FGGP(), Magnitude() or GlobalMP()")
-        if not isinstance(schedule, Schedule):
-            raise ConfigError("schedule", schedule, "must be a fggp schedule such as PolynomialSchedule(...)")
-        if scope not in SCOPES:
-            raise ConfigError("scope", scope, f"must be one of {SCOPES}")
+        check_config(method, schedule, scope, distribution)
         self.method = method
         self.schedule = schedule
         self.scope = scope
-        self.distribution = check_distribution(distribution)
+        self.distribution = distribution
         self.skip_nonfinite = bool(skip_nonfinite)
         if isinstance(exclude, str):
             raise ConfigError("exclude", exclude, "must be a collection of tensor names, not one string")
@@ -100,8 +110,7 @@ class Pruner:
         like = {n: t for n, t in like.items() if n not in self.exclude}
         if not like:
             raise InputMismatchError("no prunable tensors were given (or all are excluded)")
-        if sparse_start is not None and not isinstance(sparse_start, SparseStart):
-            raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
+        check_config(self.method, self.schedule, self.scope, self.distribution, sparse_start)
         shapes = {n: self.executor.shape(t) for n, t in like.items()}
         host = (
             random_masks(shapes, sparse_start)

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fggp_core.executor import split_flat
+
 __all__ = ["JaxExecutor", "JAX", "score_bits", "bits_dtype", "host_score_bits"]
 
 _INF32 = 0x7F800000
@@ -132,12 +134,7 @@ class JaxExecutor:
         return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
     def split(self, flat: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Array]:
-        out, start = [], 0
-        for shape in shapes:
-            n = int(np.prod(shape, dtype=np.int64))
-            out.append(flat[start : start + n].reshape(shape))
-            start += n
-        return out
+        return split_flat(flat, shapes)
 
     def exclude(self, score: jax.Array, among: jax.Array) -> jax.Array:
         return jnp.where(among, score, jnp.array(inf_bits(score.dtype), score.dtype))

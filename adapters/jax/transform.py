@@ -39,11 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fggp_core.distribution import SparseStart, check_distribution, layer_targets, random_masks
+from fggp_core.distribution import SparseStart, layer_targets, random_masks
 from fggp_core.errors import ConfigError, InputMismatchError
 from fggp_core.methods import Method
+from fggp_core.pruner import check_config
 from fggp_core.schedule import Schedule
-from fggp_core.selection import SCOPES
 
 from .selection import OK, pool_rates, raise_status, select_traced
 
@@ -127,15 +127,7 @@ def wrap(
     ``update`` needs ``params``. Keep ``wrap`` outermost (a later transformation could move
     pruned params off zero).
     """
-    if not isinstance(method, Method):
-        raise ConfigError("method", method, "must be a fggp method such as FGGP(), Magnitude() or GlobalMP()")
-    if not isinstance(schedule, Schedule):
-        raise ConfigError("schedule", schedule, "must be a fggp schedule such as PolynomialSchedule(...)")
-    if scope not in SCOPES:
-        raise ConfigError("scope", scope, f"must be one of {SCOPES}")
-    check_distribution(distribution)
-    if sparse_start is not None and not isinstance(sparse_start, SparseStart):
-        raise ConfigError("sparse_start", sparse_start, "must be None or a SparseStart(sparsity, distribution, seed)")
+    check_config(method, schedule, scope, distribution, sparse_start)
     if isinstance(inner, optax.MultiSteps) or not hasattr(inner, "update"):
         raise ConfigError(
             "inner", inner,

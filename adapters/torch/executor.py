@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fggp_core.executor import split_flat
+
 __all__ = ["TorchExecutor", "TORCH"]
 
 _SCORE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -87,12 +89,7 @@ class TorchExecutor:
         return torch.cat([m.detach().reshape(-1).to(device) for m in masks])
 
     def split(self, flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
-        out, start = [], 0
-        for shape in shapes:
-            n = math.prod(shape)
-            out.append(flat[start : start + n].reshape(shape))
-            start += n
-        return out
+        return split_flat(flat, shapes)
 
     def exclude(self, score: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
         """+inf outside ``among``, in integer arithmetic on the score's bits (a bool-masked fill is
