@@ -83,8 +83,8 @@ def prune_group(
     # A non-finite score raises inside score(); select() is pure, so nothing is half-applied.
     candidates = active
     if isinstance(method, GlobalMP):
-        score("magnitude")  # the NaN/inf check comes first: the reserve below needs finite scores
-        candidates = active & ~_reserved(ex, method, w, sizes, active, dtype)
+        # The NaN/inf check comes first (inside score): the reserve needs finite scores.
+        candidates = active & ~_reserved(ex, method, score("magnitude"), sizes, active)
         available = int(ex.count(candidates))
         if available < k:
             raise UnreachableTargetError(
@@ -96,14 +96,17 @@ def prune_group(
     return candidates
 
 
-def _reserved(ex: Executor, method: GlobalMP, w: list, sizes: list[int], active: Any, dtype: str) -> Any:
-    """Per tensor, the min(M, active_l) active entries with the largest (|w|, index)."""
+def _reserved(ex: Executor, method: GlobalMP, magnitudes: Any, sizes: list[int], active: Any) -> Any:
+    """Per tensor, the min(M, active_l) active entries with the largest (|w|, index).
+
+    ``magnitudes`` is the group's flat |w|; it is consumed, one tensor's slice at a time.
+    """
     m = method.reserve_count(sum(sizes))
     parts, start = [], 0
-    for t, n in zip(w, sizes):
+    for n in sizes:
         act = active[start : start + n]
         n_act = int(ex.count(act))
-        below = smallest(ex, ex.flat_score([t], None, dtype), n_act - min(m, n_act), act)
+        below = smallest(ex, magnitudes[start : start + n], n_act - min(m, n_act), act)
         parts.append(act & ~below)
         start += n
     return ex.flat_mask(parts) if len(parts) > 1 else parts[0]

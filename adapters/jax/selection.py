@@ -125,8 +125,9 @@ def select_traced(
         sizes = [int(np.prod(jnp.shape(t), dtype=np.int64)) for t in w]
         active, candidates = actives[gi], actives[gi]
         if isinstance(method, GlobalMP):  # as in the core: the NaN/inf check precedes the reserve
-            checks += _finiteness(JAX.flat_score(w, None, dtype), "magnitude", group, sizes, active)
-            candidates = active & ~_reserved(method, w, sizes, active, dtype)
+            magnitudes = JAX.flat_score(w, None, dtype)
+            checks += _finiteness(magnitudes, "magnitude", group, sizes, active)
+            candidates = active & ~_reserved(method, magnitudes, sizes, active)
             available = ex.count(candidates)
             checks.append((available < ks[gi], [UNREACHABLE, group[0], available, 0]))
         for si, kind in enumerate(plan):
@@ -188,14 +189,15 @@ def _score(method: Method, kind: str, w: list, g: list | None, dtype: str, step:
     return JAX.flat_score(w, g, dtype)
 
 
-def _reserved(method: GlobalMP, w: list, sizes: list[int], active: jax.Array, dtype: str) -> jax.Array:
-    """Per tensor, the min(M, active_l) active entries with the largest (|w|, index) (as the core)."""
+def _reserved(method: GlobalMP, magnitudes: jax.Array, sizes: list[int], active: jax.Array) -> jax.Array:
+    """Per tensor, the min(M, active_l) active entries with the largest (|w|, index) (as the core);
+    ``magnitudes`` is the group's flat |w| as score bits."""
     m = method.reserve_count(sum(sizes))
     parts, start = [], 0
-    for t, n in zip(w, sizes):
+    for n in sizes:
         act = active[start : start + n]
         n_act = JAX.count(act)
-        below = smallest(JAX, JAX.flat_score([t], None, dtype), n_act - jnp.minimum(m, n_act), act)
+        below = smallest(JAX, magnitudes[start : start + n], n_act - jnp.minimum(m, n_act), act)
         parts.append(act & ~below)
         start += n
     return JAX.flat_mask(parts)
