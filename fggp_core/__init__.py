@@ -6,9 +6,9 @@ translate framework tensors to and from it.
 
 from .distribution import DISTRIBUTIONS, SparseStart, layer_sparsities, layer_targets, random_masks
 from .errors import ConfigError, FGGPError, InputMismatchError, NonFiniteScoreError, UnreachableTargetError
-from .executor import FLOAT_DTYPES, NUMPY, Executor, NumpyExecutor, score_dtype
-from .methods import FGGP, GlobalMP, Gradient, Magnitude, Method, Random, Taylor, TwoStage, method_from_config
-from .pruner import EventReport, Pruner
+from .backend import FLOAT_DTYPES, NUMPY, Backend, NumpyBackend, score_dtype
+from .methods import FGGP, GlobalMP, Gradient, Magnitude, Method, Random, Stage, Taylor, TwoStage, method_from_config
+from .pruner import EventReport, EventTable, Pruner, event_table
 from .schedule import (
     CallableSchedule,
     CosineRate,
@@ -19,7 +19,7 @@ from .schedule import (
     rate_from_config,
     schedule_from_config,
 )
-from .selection import SCOPES, prune_group, random_scores, select, smallest
+from .selection import SCOPES, Status, prune_group, random_scores, select, smallest
 
 __version__ = "0.1.0"
 
@@ -31,8 +31,9 @@ __all__ = [
     "CallableSchedule",
     "ConfigError",
     "CosineRate",
+    "Backend",
     "EventReport",
-    "Executor",
+    "EventTable",
     "FGGP",
     "FGGPError",
     "FixedRate",
@@ -42,16 +43,19 @@ __all__ = [
     "Magnitude",
     "Method",
     "NonFiniteScoreError",
-    "NumpyExecutor",
+    "NumpyBackend",
     "OneShotSchedule",
     "PolynomialSchedule",
     "Pruner",
     "Random",
     "Schedule",
+    "Stage",
+    "Status",
     "SparseStart",
     "Taylor",
     "TwoStage",
     "UnreachableTargetError",
+    "event_table",
     "layer_sparsities",
     "layer_targets",
     "method_from_config",

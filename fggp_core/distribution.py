@@ -82,14 +82,14 @@ class SparseStart:
 
 def random_masks(shapes: Shapes, start: SparseStart) -> dict[str, np.ndarray]:
     """Boolean masks with exactly ``layer_targets(...)`` entries pruned per tensor, at random."""
-    from .executor import NUMPY
+    from .backend import NUMPY
     from .selection import smallest
 
     rng = np.random.default_rng(start.seed)
     masks = {}
     for name, target in layer_targets(shapes, start.sparsity, start.distribution).items():
         n = _size(shapes[name])
-        score = rng.random(n, dtype=np.float32)
-        pruned = smallest(NUMPY, score, target, np.ones(n, dtype=bool))
+        keys = NUMPY.host_keys(rng.random(n, dtype=np.float32), None)
+        pruned = smallest(NUMPY, [keys], np.int64(target), "float32")[0]
         masks[name] = (~pruned).reshape(shapes[name])
     return masks

@@ -1,9 +1,11 @@
 """Pruning methods: which scores, in which order, with how large a pool.
 
-A method is plain configuration. ``stages(k, n_active, step)`` turns it into host integers:
-a list of ``(score, size)`` pairs, each stage keeping the ``size`` smallest-score entries of
-the previous stage's survivors (the first stage starts from the active set). The last size is
-always ``k``, the count to prune. ``selection.py`` executes the stages on any backend.
+A method is plain configuration. ``plan()`` is its selection as a fixed sequence of ``Stage``s,
+each keeping the ``size`` smallest-score entries of the previous stage's survivors (the first
+stage starts from the active set); the last stage's size is always ``k``, the count to prune.
+Sizes are named, not computed here: ``selection.py`` evaluates them on the backend from
+``k``, the active count and the host rate ``rate_at(step)``, so one plan runs eagerly and under
+``jax.jit``. The plan never depends on values, only on the configuration.
 
 Scores: ``"magnitude"`` = |w|, ``"gradient"`` = |g|, ``"taylor"`` = |w * g|, ``"random"`` = a
 uniform draw from ``np.random.default_rng([seed, step])`` on the host (float32).
@@ -11,8 +13,8 @@ uniform draw from ``np.random.default_rng([seed, step])`` on the host (float32).
 
 from __future__ import annotations
 
-import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -29,10 +31,29 @@ __all__ = [
     "GlobalMP",
     "method_from_config",
     "SCORES",
+    "Stage",
 ]
 
 SCORES = ("magnitude", "gradient", "taylor")
 Rate = FixedRate | CosineRate
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One selection stage: keep the ``size`` smallest ``score`` entries of the candidates.
+
+    ``score``: "magnitude", "gradient", "taylor" or "random". ``size``: "k" (the count to
+    prune), "pool" (``min(max(k, floor(rate * |A|)), |A|)``), "extra" (``k + floor(rate *
+    (|A| - k))``) or "reserve" (per tensor, ``active_l - min(M, active_l)``: GlobalMP's
+    minimum threshold, selected within each tensor).
+    """
+
+    score: str
+    size: str = "k"
+
+    @property
+    def per_tensor(self) -> bool:
+        return self.size == "reserve"
 
 
 class Method:
@@ -41,8 +62,17 @@ class Method:
     name = "method"
     needs_grads = False
 
-    def stages(self, k: int, n_active: int, step: int | None) -> list[tuple[str, int]]:
-        return [(self.score, k)]  # type: ignore[attr-defined]
+    def plan(self) -> tuple[Stage, ...]:
+        """The stages of this method's selection (value-independent)."""
+        return (Stage(self.score),)  # type: ignore[attr-defined]
+
+    def rate_at(self, step: int | None) -> float:
+        """The host float64 rate of "pool"/"extra" stages at ``step`` (0.0 when unused)."""
+        return 0.0
+
+    def reserve_count(self, n_total: int) -> int:
+        """Entries each tensor keeps in a "reserve" stage, for ``n_total`` prunable entries."""
+        return 0
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -121,13 +151,12 @@ class TwoStage(Method):
         self.extra_fraction = rate_from_config(extra_fraction)
         self.needs_grads = "gradient" in (first, second) or "taylor" in (first, second)
 
-    def pool_size(self, k: int, n_active: int, step: int | None) -> int:
-        if self.pool_fraction is not None:
-            return min(max(k, math.floor(self.pool_fraction(step) * n_active)), n_active)
-        return k + math.floor(self.extra_fraction(step) * (n_active - k))  # type: ignore[misc]
+    def rate_at(self, step: int | None) -> float:
+        schedule = self.pool_fraction if self.pool_fraction is not None else self.extra_fraction
+        return schedule(step)  # type: ignore[misc]
 
-    def stages(self, k: int, n_active: int, step: int | None) -> list[tuple[str, int]]:
-        return [(self.first, self.pool_size(k, n_active, step)), (self.second, k)]
+    def plan(self) -> tuple[Stage, ...]:
+        return (Stage(self.first, "pool" if self.pool_fraction is not None else "extra"), Stage(self.second))
 
     def to_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"name": self.name, "first": self.first, "second": self.second}
@@ -174,10 +203,13 @@ class GlobalMP(Method):
             raise ConfigError("min_keep", min_keep, "a float min_keep is a fraction of N and must be < 1")
         self.min_keep = min_keep
 
+    def plan(self) -> tuple[Stage, ...]:
+        return (Stage("magnitude", "reserve"), Stage("magnitude"))
+
     def reserve_count(self, n_total: int) -> int:
         if isinstance(self.min_keep, numbers.Integral):
             return int(self.min_keep)
-        return math.floor(self.min_keep * n_total)
+        return int(self.min_keep * n_total)  # floor: both are >= 0
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, "min_keep": self.min_keep}

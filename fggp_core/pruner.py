@@ -1,9 +1,12 @@
-"""The state machine every adapter drives: step counting, events, counts, masks, state.
+"""The one pruning lifecycle every adapter drives: step counting, events, counts, masks, state.
 
-Data flow at an event: the adapter hands over this step's weights and gradients (its own
-arrays); the schedule says how many entries must be pruned; ``select`` (run by the adapter's
-executor, on its device) says which; the pruner keeps the new masks and the adapter applies
-them to weights and optimizer state.
+Data flow at an event: the adapter counts a completed optimizer step (``advance``); when it
+is an event, it hands over this step's weights and gradients (its own arrays, ``prune``);
+the schedule says how many entries must be pruned (host float64 math, ``targets``); the
+one selection algorithm (run by the adapter's backend, on its device) says which; the
+pruner keeps the new masks and the adapter applies them to weights and optimizer state.
+Adapters read the pruner's fields but never assign them. Jitted adapters (JAX) take the
+whole event table at once (``event_table``) and run the same selection in their program.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import numpy as np
 
 from .distribution import SparseStart, check_distribution, layer_targets, random_masks
 from .errors import ConfigError, InputMismatchError, NonFiniteScoreError
-from .executor import NUMPY, Executor
+from .backend import NUMPY, Backend
 from .methods import Method, method_from_config
 from .schedule import Schedule, schedule_from_config
 from .selection import SCOPES, select
 
-__all__ = ["Pruner", "EventReport", "STATE_VERSION", "check_config"]
+__all__ = ["Pruner", "EventReport", "EventTable", "STATE_VERSION", "check_config", "targets", "event_table"]
 
 STATE_VERSION = 1
 
@@ -41,6 +44,44 @@ def check_config(
     check_distribution(distribution)
     if sparse_start is not None and not isinstance(sparse_start, SparseStart):
         raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
+
+
+def targets(
+    schedule: Schedule, scope: str, distribution: str, shapes: Mapping[str, tuple[int, ...]], step: int
+) -> list[int]:
+    """Pruned entries per selection group once the event at ``step`` is done: one count under
+    global scope (``round(N * s(t))``), one per tensor under layerwise scope."""
+    sparsity = schedule.sparsity(step)
+    if scope == "global":
+        return [round(sum(math.prod(s) for s in shapes.values()) * sparsity)]
+    return list(layer_targets(shapes, sparsity, distribution).values())
+
+
+@dataclass(frozen=True)
+class EventTable:
+    """Every event of a run, for programs that cannot ask the host (``jax.jit``).
+
+    ``steps``: int64 [E], the event steps >= 1. ``targets``: int64 [E, G], pruned entries per
+    group after each event. ``rates``: float64 [E], the method's "pool"/"extra" rate.
+    """
+
+    steps: np.ndarray
+    targets: np.ndarray
+    rates: np.ndarray
+
+
+def event_table(
+    method: Method, schedule: Schedule, scope: str, distribution: str, shapes: Mapping[str, tuple[int, ...]]
+) -> EventTable:
+    """The ``EventTable`` of ``schedule`` for tensors of ``shapes`` (host float64 math)."""
+    steps = [t for t in schedule.events() if t >= 1]
+    groups = 1 if scope == "global" else len(shapes)
+    rows = [targets(schedule, scope, distribution, shapes, t) for t in steps]
+    return EventTable(
+        np.asarray(steps, np.int64),
+        np.asarray(rows, np.int64).reshape(len(steps), groups),
+        np.asarray([method.rate_at(t) for t in steps], np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -69,7 +110,7 @@ class Pruner:
     ``skip_nonfinite``: on NaN/inf scores at an event, skip it with a warning and a report
     instead of raising ``NonFiniteScoreError``. ``exclude``: tensor names that stay dense; they
     are left out of the masks, the targets and the selection (e.g. the first convolution).
-    ``executor``: where selection runs.
+    ``backend``: where selection runs (``executor`` is its old name).
     """
 
     def __init__(
@@ -81,7 +122,8 @@ class Pruner:
         distribution: str = "uniform",
         skip_nonfinite: bool = False,
         exclude: Collection[str] = (),
-        executor: Executor = NUMPY,
+        backend: Backend = NUMPY,
+        executor: Backend | None = None,
     ) -> None:
         check_config(method, schedule, scope, distribution)
         self.method = method
@@ -92,17 +134,20 @@ class Pruner:
         if isinstance(exclude, str):
             raise ConfigError("exclude", exclude, "must be a collection of tensor names, not one string")
         self.exclude = tuple(exclude)
-        self.executor = executor
+        self.backend = executor if executor is not None else backend
         self.step = 0
         self.masks: dict[str, Any] = {}
         self.sparse_start: SparseStart | None = None
         self.last_event: EventReport | None = None
 
     # -- masks ---------------------------------------------------------------------------
-    def init_masks(self, like: Mapping[str, Any], sparse_start: SparseStart | None = None) -> dict[str, Any]:
+    def init_masks(
+        self, like: Mapping[str, Any], sparse_start: SparseStart | None = None, *, from_zeros: bool = False
+    ) -> dict[str, Any]:
         """Create masks for the tensors in ``like`` (name -> array, canonical order).
 
-        All True, or a seeded random mask when ``sparse_start`` is given.
+        All True, or a seeded random mask when ``sparse_start`` is given; with ``from_zeros``
+        the zeros of ``like`` count as pruned (joining a run in progress without its state).
         """
         unknown = [n for n in self.exclude if n not in like]
         if unknown:
@@ -111,23 +156,25 @@ class Pruner:
         if not like:
             raise InputMismatchError("no prunable tensors were given (or all are excluded)")
         check_config(self.method, self.schedule, self.scope, self.distribution, sparse_start)
-        shapes = {n: self.executor.shape(t) for n, t in like.items()}
+        shapes = {n: self.backend.shape(t) for n, t in like.items()}
         host = (
             random_masks(shapes, sparse_start)
             if sparse_start is not None
             else {n: np.ones(s, dtype=bool) for n, s in shapes.items()}
         )
-        self.masks = {n: self.executor.from_host(host[n], like=like[n]) for n in shapes}
+        if from_zeros and sparse_start is None:
+            host = {n: np.asarray(self.backend.to_host(t)) != 0 for n, t in like.items()}
+        self.masks = {n: self.backend.from_host(host[n], like=like[n]) for n in shapes}
         self.sparse_start = sparse_start
         return self.masks
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {n: self.executor.shape(m) for n, m in self.masks.items()}
+        return {n: self.backend.shape(m) for n, m in self.masks.items()}
 
     def pruned_counts(self) -> dict[str, int]:
         """Pruned entries per tensor."""
-        return {n: math.prod(self.executor.shape(m)) - int(self.executor.count(m)) for n, m in self.masks.items()}
+        return {n: math.prod(self.backend.shape(m)) - int(self.backend.count(m)) for n, m in self.masks.items()}
 
     def sparsity(self) -> float:
         """Pruned fraction over all prunable entries."""
@@ -146,21 +193,38 @@ class Pruner:
     def event_k(self, step: int) -> int | dict[str, int]:
         """How many entries the event at ``step`` prunes, from the current masks."""
         pruned = self.pruned_counts()
-        sparsity = self.schedule.sparsity(step)
+        goal = targets(self.schedule, self.scope, self.distribution, self.shapes, step)
         if self.scope == "global":
-            total = sum(math.prod(s) for s in self.shapes.values())
-            return max(0, round(total * sparsity) - sum(pruned.values()))
-        targets = layer_targets(self.shapes, sparsity, self.distribution)
-        return {n: max(0, targets[n] - pruned[n]) for n in self.masks}
+            return max(0, goal[0] - sum(pruned.values()))
+        return {n: max(0, t - pruned[n]) for n, t in zip(self.masks, goal)}
+
+    def event_table(self) -> EventTable:
+        """Every event of the run at once (for jitted adapters); needs ``init_masks`` first."""
+        return event_table(self.method, self.schedule, self.scope, self.distribution, self.shapes)
+
+    def is_event(self, step: int | None = None) -> bool:
+        """Whether a pruning event follows optimizer step ``step`` (default: the current step)."""
+        return self.schedule.is_event(self.step if step is None else step)
+
+    def advance(self) -> bool:
+        """Count one completed optimizer step; True when an event follows it (call ``prune``)."""
+        self.step += 1
+        return self.schedule.is_event(self.step)
+
+    def sync_step(self, step: int) -> None:
+        """Follow an optimizer's own step counter (e.g. Keras ``optimizer.iterations`` on resume)."""
+        if isinstance(step, bool) or int(step) != step or step < 0:
+            raise ConfigError("step", step, "must be an integer >= 0 (completed optimizer steps)")
+        self.step = int(step)
 
     def on_step(self, weights: Mapping[str, Any], grads: Mapping[str, Any] | None = None) -> EventReport | None:
         """Call once after every completed optimizer step; prunes when the step is an event.
 
         ``weights`` are the updated weights, ``grads`` this step's gradients (name -> array).
-        Returns the event's report, or None when the step is no event.
+        Returns the event's report, or None when the step is no event. The step counts even
+        when the event raises (the optimizer step did happen).
         """
-        self.step += 1
-        if not self.schedule.is_event(self.step):
+        if not self.advance():
             return None
         return self.prune(weights, grads)
 
@@ -178,7 +242,7 @@ class Pruner:
         target = self.schedule.sparsity(self.step)
         try:
             new = select(
-                self.method, weights, grads, self.masks, k, scope=self.scope, step=self.step, executor=self.executor
+                self.method, weights, grads, self.masks, k, scope=self.scope, step=self.step, backend=self.backend
             )
         except NonFiniteScoreError as error:
             if not self.skip_nonfinite:
@@ -208,7 +272,7 @@ class Pruner:
         return {
             "version": STATE_VERSION,
             "step": self.step,
-            "masks": {n: np.array(self.executor.to_host(m), dtype=bool) for n, m in self.masks.items()},
+            "masks": {n: np.array(self.backend.to_host(m), dtype=bool) for n, m in self.masks.items()},
             "config": self.config(),
         }
 
@@ -231,11 +295,11 @@ class Pruner:
             if self.masks and tuple(np.shape(m)) != self.shapes[n]:
                 raise InputMismatchError(f"state mask {n!r} has shape {np.shape(m)}, expected {self.shapes[n]}")
         like = self.masks or {n: np.asarray(m) for n, m in masks.items()}
-        self.masks = {n: self.executor.from_host(np.asarray(masks[n], dtype=bool), like=like[n]) for n in like}
+        self.masks = {n: self.backend.from_host(np.asarray(masks[n], dtype=bool), like=like[n]) for n in like}
         self.step = int(state["step"])
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any], executor: Executor = NUMPY) -> Pruner:
+    def from_state_dict(cls, state: Mapping[str, Any], backend: Backend = NUMPY) -> Pruner:
         """Rebuild a pruner from a state dict alone (not for callable schedules)."""
         config = state["config"]
         pruner = cls(
@@ -245,7 +309,7 @@ class Pruner:
             distribution=config["distribution"],
             skip_nonfinite=config["skip_nonfinite"],
             exclude=config["exclude"],
-            executor=executor,
+            backend=backend,
         )
         pruner.load_state_dict(state)
         return pruner

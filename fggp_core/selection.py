@@ -1,119 +1,210 @@
-"""Which entries to prune: one algorithm, written once against the executor primitives.
+"""Which entries to prune: one algorithm, written once against the backend primitives.
 
-``smallest(score, k, among)`` is the only selection: the ``k`` entries of ``among`` with the
-smallest ``(score, canonical index)`` pairs. It finds the k-th smallest score ``v`` by a
-partition (O(N), no sort), keeps every entry below ``v``, then the lowest-index entries equal
-to ``v`` until exactly ``k`` are taken. A method is a sequence of such stages (``methods.py``).
+``smallest(keys, k)`` is the only selection: the ``k`` candidates with the smallest
+``(key, canonical index)`` pairs over a list of flat key arrays (one per tensor, in canonical
+order; non-candidates hold the +inf key). The k-th key is found by radix select: a few
+passes, each a histogram of one digit summed over tensors (and ``reduce``d over devices),
+never a concatenation of all scores. Everything below the k-th key is taken, then the
+lowest-index entries equal to it until exactly ``k`` are taken.
+
+``prune_group`` runs a method's ``plan()`` (stages of ``smallest``) on one selection group.
+It never branches on a value and never raises: counts stay backend scalars and problems
+come back as a ``Status``, so the same code runs eagerly and inside ``jax.jit``. Only the
+entry points (``select`` here, the adapters' event functions) turn a status into an
+exception, with ``raise_status``.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .backend import FLOAT_DTYPES, INF_KEY, NUMPY, Backend, key_bits, score_dtype
 from .errors import ConfigError, InputMismatchError, NonFiniteScoreError, UnreachableTargetError
-from .executor import FLOAT_DTYPES, NUMPY, Executor, score_dtype
-from .methods import GlobalMP, Method
+from .methods import Method, Stage
 
-__all__ = ["select", "smallest", "prune_group", "SCOPES", "random_scores"]
+__all__ = [
+    "select",
+    "smallest",
+    "prune_group",
+    "Status",
+    "raise_status",
+    "check_counts",
+    "SCOPES",
+    "random_scores",
+    "OK",
+    "NONFINITE",
+    "UNREACHABLE",
+]
 
 SCOPES = ("global", "layerwise")
+OK, NONFINITE, UNREACHABLE = 0, 1, 2
 
 
-def smallest(ex: Executor, score: Any, k: Any, among: Any) -> Any:
-    """Flat mask of the ``k`` entries of ``among`` with the smallest (score, index).
+class Status(NamedTuple):
+    """What went wrong first, as backend integer scalars (all 0 when nothing did).
 
-    ``score`` is consumed (may be overwritten). ``k`` may be a traced value (JAX): there is
-    no Python branch on it. Requires ``0 <= k <= count(among)`` and finite scores in ``among``.
+    ``code``: OK, NONFINITE or UNREACHABLE. ``tensor``: index (canonical order) of the tensor
+    concerned, or of the group's first tensor. ``count``: the non-finite entries, or the
+    candidates available. ``stage``: the index of the stage in the method's plan.
     """
-    x = ex.exclude(score, among)
-    v = ex.kth_value(x, k)
-    below = x < v
-    tied = ex.first_true(x == v, k - ex.count(below))
-    return below | tied
+
+    code: Any
+    tensor: Any
+    count: Any
+    stage: Any
 
 
 def random_scores(seed: int, step: int | None, n: int) -> np.ndarray:
     """The host-side uniform draw of ``Random(seed)`` at ``step``: float32 in [0, 1), size n."""
-    return np.random.default_rng([seed, 0 if step is None else step]).random(n, dtype=np.float32)
+    return np.random.default_rng([seed, 0 if step is None else int(step)]).random(n, dtype=np.float32)
+
+
+def _digits(bits: int, width: int) -> list[tuple[int, int]]:
+    """(shift, width) of each radix digit of a ``bits``-bit key, most significant first."""
+    out, top = [], bits
+    while top > 0:
+        w = min(width, top)
+        out.append((top - w, w))
+        top -= w
+    return out
+
+
+def kth_key(be: Backend, keys: Sequence[Any], k: Any, score: str) -> Any:
+    """The k-th smallest (1-based) key over all of ``keys``; -1 when ``k == 0``."""
+    prefix, rank = be.scalar(0, keys[0]), k
+    for shift, width in _digits(key_bits(score), be.digit_bits):
+        histogram = be.reduce(sum(be.histogram(x, shift, width, prefix) for x in keys))
+        digit, rank = be.pick(histogram, rank)
+        prefix = prefix | (digit << shift)
+    return be.where(k > 0, prefix, be.scalar(-1, keys[0]))
+
+
+def smallest(be: Backend, keys: Sequence[Any], k: Any, score: str) -> list[Any]:
+    """Flat masks of the ``k`` smallest (key, canonical index) entries over ``keys``.
+
+    Entries outside the candidates must hold the +inf key (``be.exclude``). Requires
+    ``0 <= k <= candidates`` and finite candidate keys; otherwise the result is unspecified
+    (``prune_group`` reports that case in its status instead).
+    """
+    v = be.as_key(kth_key(be, keys, k, score), keys[0])
+    below = [x < v for x in keys]
+    need = k - be.reduce(sum(be.count(b) for b in below))
+    out, before = [], 0
+    for x, b in zip(keys, below):
+        tied = x == v
+        count = be.reduce(be.count(tied))
+        out.append(b | be.first_true(tied, need - before))  # this tensor's share of the ties
+        before = before + count
+    return out
+
+
+def _fail(be: Backend, status: Status, failed: Any, code: int, tensor: Any, count: Any, stage: int) -> Status:
+    """``status`` unless it is OK and ``failed``: then the new failure (the first one wins)."""
+    take = (status.code == OK) & failed
+    new = (code, tensor, count, stage)
+    return Status(*(be.where(take, be.scalar(n, count) if isinstance(n, int) else n, o) for n, o in zip(new, status)))
+
+
+def _size(be: Backend, stage: Stage, k: Any, n_active: Any, rate: Any) -> Any:
+    if stage.size == "pool":
+        pool = be.floor_mul(rate, n_active)
+        return be.minimum(be.where(pool > k, pool, k), n_active)
+    if stage.size == "extra":
+        return k + be.floor_mul(rate, n_active - k)
+    return k
 
 
 def prune_group(
-    ex: Executor,
-    method: Method,
-    names: list[str],
-    weights: Mapping[str, Any],
-    grads: Mapping[str, Any] | None,
-    active: Any,
-    k: int,
-    step: int | None,
-) -> Any:
-    """Flat mask of the ``k`` entries of the flat ``active`` mask that ``method`` prunes.
+    be: Backend,
+    plan: Sequence[Stage],
+    weights: Sequence[Any],
+    grads: Sequence[Any] | None,
+    active: Sequence[Any],
+    k: Any,
+    *,
+    rate: Any = 0.0,
+    reserve: int = 0,
+    random: Any = None,
+    first: int = 0,
+) -> tuple[list[Any], Status]:
+    """Flat masks of the ``k`` entries of ``active`` that the stages of ``plan`` prune.
 
-    ``names`` are the tensors of one selection group (all of them under global scope, one
-    under layerwise scope), concatenated in that order. Raises ``NonFiniteScoreError`` before
-    selecting anything when an active entry has a NaN/infinite score.
+    One selection group: ``weights``, ``grads`` (None when no stage needs them) and the flat
+    bool ``active`` masks are per tensor, in canonical order; ``k`` is a count. ``rate``: the
+    float64 rate of "pool"/"extra" stages; ``reserve``: the per-tensor count of a "reserve"
+    stage; ``random``: a function ``sizes -> keys per tensor`` for "random" stages;
+    ``first``: the canonical index of the group's first tensor (for the status).
+    Nothing is raised and nothing is modified: check the returned ``Status``.
     """
-    w = [weights[n] for n in names]
-    dtype = score_dtype([ex.dtype_name(t) for t in w])
-    sizes = [int(np.prod(ex.shape(t), dtype=np.int64)) for t in w]
-
-    def score(kind: str) -> Any:
-        if kind == "random":
-            return ex.from_host(random_scores(method.seed, step, sum(sizes)), like=w[0])  # type: ignore[attr-defined]
-        if kind == "magnitude":
-            flat = ex.flat_score(w, None, dtype)
-        elif kind == "gradient":
-            flat = ex.flat_score([grads[n] for n in names], None, dtype)  # type: ignore[index]
+    score = score_dtype([be.dtype_name(w) for w in weights])
+    status = Status(*(be.scalar(0, k) for _ in range(4)))
+    n_act = [be.reduce(be.count(a)) for a in active]
+    n_active = sum(n_act[1:], n_act[0])
+    candidates = list(active)
+    available = n_active
+    for si, stage in enumerate(plan):
+        size = _size(be, stage, k, n_active, rate)
+        status = _fail(be, status, size > available, UNREACHABLE, first, available, si)
+        if stage.score == "random":
+            keys = random([int(np.prod(be.shape(w), dtype=np.int64)) for w in weights])
         else:
-            flat = ex.flat_score(w, [grads[n] for n in names], dtype)  # type: ignore[index]
-        start = 0
-        for name, n in zip(names, sizes):
-            bad = ex.nonfinite(flat[start : start + n], active[start : start + n])
-            if int(bad):
-                raise NonFiniteScoreError(name, int(bad), kind)
-            start += n
-        return flat
+            keys = []
+            for i, w in enumerate(weights):
+                if stage.score == "magnitude":
+                    x = be.keys(w, None, score)
+                elif stage.score == "gradient":
+                    x = be.keys(grads[i], None, score)  # type: ignore[index]
+                else:
+                    x = be.keys(w, grads[i], score)  # type: ignore[index]
+                bad = be.reduce(be.nonfinite(x, active[i]))
+                status = _fail(be, status, bad > 0, NONFINITE, first + i, bad, si)
+                keys.append(x)
+        keys = [be.exclude(x, c) for x, c in zip(keys, candidates)]
+        if stage.per_tensor:
+            candidates = [
+                smallest(be, [x], n - be.minimum(be.scalar(reserve, n), n), score)[0] for x, n in zip(keys, n_act)
+            ]
+            available = sum((be.reduce(be.count(c)) for c in candidates[1:]), be.reduce(be.count(candidates[0])))
+        else:
+            candidates = smallest(be, keys, size, score)
+            available = size
+        del keys
+    return candidates, status
 
-    n_active = int(ex.count(active))
-    stages = method.stages(k, n_active, step)
-    # A non-finite score raises inside score(); select() is pure, so nothing is half-applied.
-    candidates = active
-    if isinstance(method, GlobalMP):
-        # The NaN/inf check comes first (inside score): the reserve needs finite scores.
-        candidates = active & ~_reserved(ex, method, score("magnitude"), sizes, active)
-        available = int(ex.count(candidates))
-        if available < k:
+
+def raise_status(status: Status | Sequence[Any], names: Sequence[str], method: Method, k: Any = None) -> None:
+    """Raise the exception a non-OK ``status`` of ``method``'s selection stands for; return when OK."""
+    code, tensor, count, stage = (int(np.asarray(v)) for v in status)
+    plan = method.plan()
+    if code == NONFINITE:
+        raise NonFiniteScoreError(names[tensor], count, plan[stage].score)
+    if code == UNREACHABLE:
+        if any(s.per_tensor for s in plan[:stage]):
             raise UnreachableTargetError(
-                f"min_keep={method.min_keep!r} reserves too much: only {available} unreserved active "
+                f"min_keep={getattr(method, 'min_keep', None)!r} reserves too much in {names[tensor]!r}'s group: "
+                f"only {count} unreserved active "
                 f"entries remain, but k={k} must be pruned; lower min_keep or the target sparsity"
             )
-    for kind, size in stages:
-        candidates = smallest(ex, score(kind), size, candidates)
-    return candidates
+        raise UnreachableTargetError(f"k={k} exceeds the {count} active entries it can prune")
 
 
-def _reserved(ex: Executor, method: GlobalMP, magnitudes: Any, sizes: list[int], active: Any) -> Any:
-    """Per tensor, the min(M, active_l) active entries with the largest (|w|, index).
-
-    ``magnitudes`` is the group's flat |w|; it is consumed, one tensor's slice at a time.
-    """
-    m = method.reserve_count(sum(sizes))
-    parts, start = [], 0
-    for n in sizes:
-        act = active[start : start + n]
-        n_act = int(ex.count(act))
-        below = smallest(ex, magnitudes[start : start + n], n_act - min(m, n_act), act)
-        parts.append(act & ~below)
-        start += n
-    return ex.flat_mask(parts) if len(parts) > 1 else parts[0]
+def check_counts(be: Backend, sizes: Sequence[int]) -> None:
+    """Refuse a problem whose entry count the backend's counts cannot hold (e.g. JAX without x64)."""
+    total = int(sum(sizes))
+    if total > be.max_count:
+        raise ConfigError(
+            "weights", f"{total} prunable entries",
+            f"the {be.name} backend counts with at most {be.max_count} (enable 64-bit integers, "
+            "e.g. jax.config.update('jax_enable_x64', True), or prune fewer entries per selection)",
+        )
 
 
 def validate(
-    ex: Executor,
+    be: Backend,
     method: Method,
     weights: Mapping[str, Any],
     grads: Mapping[str, Any] | None,
@@ -136,30 +227,89 @@ def validate(
         if set(grads) != set(names):
             raise InputMismatchError(f"grads names {sorted(grads)} differ from weights names {sorted(names)}")
     for name in names:
-        shape = ex.shape(weights[name])
-        if ex.dtype_name(weights[name]) not in FLOAT_DTYPES:
+        shape = be.shape(weights[name])
+        if be.dtype_name(weights[name]) not in FLOAT_DTYPES:
             raise InputMismatchError(
-                f"weights[{name!r}] has dtype {ex.dtype_name(weights[name])}; allowed: {FLOAT_DTYPES}"
+                f"weights[{name!r}] has dtype {be.dtype_name(weights[name])}; allowed: {FLOAT_DTYPES}"
             )
-        if ex.shape(masks[name]) != shape:
-            raise InputMismatchError(f"masks[{name!r}] has shape {ex.shape(masks[name])}, weights {shape}")
-        if ex.dtype_name(masks[name]) != "bool":
-            raise InputMismatchError(f"masks[{name!r}] has dtype {ex.dtype_name(masks[name])}; masks must be bool")
+        if be.shape(masks[name]) != shape:
+            raise InputMismatchError(f"masks[{name!r}] has shape {be.shape(masks[name])}, weights {shape}")
+        if be.dtype_name(masks[name]) != "bool":
+            raise InputMismatchError(f"masks[{name!r}] has dtype {be.dtype_name(masks[name])}; masks must be bool")
         if method.needs_grads:
             g = grads[name]  # type: ignore[index]
-            if ex.shape(g) != shape:
-                raise InputMismatchError(f"grads[{name!r}] has shape {ex.shape(g)}, weights {shape}")
-            if ex.dtype_name(g) not in FLOAT_DTYPES:
-                raise InputMismatchError(f"grads[{name!r}] has dtype {ex.dtype_name(g)}; allowed: {FLOAT_DTYPES}")
+            if be.shape(g) != shape:
+                raise InputMismatchError(f"grads[{name!r}] has shape {be.shape(g)}, weights {shape}")
+            if be.dtype_name(g) not in FLOAT_DTYPES:
+                raise InputMismatchError(f"grads[{name!r}] has dtype {be.dtype_name(g)}; allowed: {FLOAT_DTYPES}")
+    check_counts(be, [int(np.prod(be.shape(weights[n]), dtype=np.int64)) for n in names])
     return names
 
 
-def _check_k(argument: str, k: object, n_active: int) -> int:
+def check_k(argument: str, k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
         raise ConfigError(argument, k, "must be an integer >= 0")
-    if k > n_active:
-        raise UnreachableTargetError(f"{argument}={k} exceeds the {n_active} active entries it can prune")
     return int(k)
+
+
+def groups_of(names: list[str], scope: str, k: int | Mapping[str, int]) -> list[tuple[list[int], int]]:
+    """The selection groups (tensor indices, checked count) of a scope."""
+    if scope == "global":
+        return [(list(range(len(names))), check_k("k", k))]
+    if not isinstance(k, Mapping) or set(k) != set(names):
+        raise ConfigError("k", k, "layerwise scope needs a mapping tensor name -> count for every tensor")
+    return [([i], check_k(f"k[{n!r}]", k[n])) for i, n in enumerate(names)]
+
+
+def host_random(be: Backend, seed: int, step: Any, like: Any):
+    """The "random" stage's keys: the host draw ``random_scores(seed, step, n)``, cut per tensor."""
+
+    def keys(sizes: list[int]) -> list[Any]:
+        draw = random_scores(seed, None if step is None else int(step), sum(sizes))
+        out, start = [], 0
+        for n in sizes:
+            out.append(be.host_keys(draw[start : start + n], like))
+            start += n
+        return out
+
+    return keys
+
+
+def run_groups(
+    be: Backend,
+    method: Method,
+    weights: Sequence[Any],
+    grads: Sequence[Any] | None,
+    masks: Sequence[Any],
+    groups: Sequence[tuple[list[int], Any]],
+    *,
+    rate: Any,
+    step: Any,
+    random: Any = None,
+) -> tuple[list[Any], Status]:
+    """New flat masks (active and not pruned) for every tensor, and the first failure's status.
+
+    ``groups``: (tensor indices, k) per selection group. On a failure the returned masks are
+    unspecified: keep the old ones.
+    """
+    n_total = sum(int(np.prod(be.shape(w), dtype=np.int64)) for w in weights)
+    plan = method.plan()
+    random = random or host_random(be, getattr(method, "seed", 0), step, weights[0])
+    result: list[Any] = [None] * len(weights)
+    status = None
+    for group, k in groups:
+        active = [be.flat(masks[i]) for i in group]
+        pruned, group_status = prune_group(
+            be, plan,
+            [weights[i] for i in group],
+            None if grads is None else [grads[i] for i in group],
+            active, k,
+            rate=rate, reserve=method.reserve_count(n_total), random=random, first=group[0],
+        )
+        for i, a, p in zip(group, active, pruned):
+            result[i] = a & ~p
+        status = group_status if status is None else _fail(be, status, group_status.code != OK, *group_status)
+    return result, status  # type: ignore[return-value]
 
 
 def select(
@@ -171,7 +321,8 @@ def select(
     *,
     scope: str = "global",
     step: int | None = None,
-    executor: Executor = NUMPY,
+    backend: Backend = NUMPY,
+    executor: Backend | None = None,
 ) -> dict[str, Any]:
     """New masks with exactly ``k`` more entries pruned by ``method``; never un-prunes.
 
@@ -179,24 +330,24 @@ def select(
     order of ``weights``); masks are boolean (True = kept). ``grads`` may be None for methods
     that need none. ``scope="global"``: one selection over all tensors, ``k`` an int.
     ``scope="layerwise"``: one selection per tensor, ``k`` a mapping name -> count. ``step``
-    feeds annealed rates and ``Random``. The inputs are never modified.
+    feeds annealed rates and ``Random``. ``backend``: where the selection runs (``executor``
+    is its old name). The inputs are never modified.
     """
-    ex = executor
-    names = validate(ex, method, weights, grads, masks, scope)
-    if scope == "global":
-        groups = [(names, _check_k("k", k, _active(ex, masks, names)))]
-    else:
-        if not isinstance(k, Mapping) or set(k) != set(names):
-            raise ConfigError("k", k, "layerwise scope needs a mapping tensor name -> count for every tensor")
-        groups = [([n], _check_k(f"k[{n!r}]", k[n], _active(ex, masks, [n]))) for n in names]
-    result = {}
-    for group, count in groups:
-        active = ex.flat_mask([masks[n] for n in group])
-        pruned = prune_group(ex, method, group, weights, grads, active, count, step)
-        kept = ex.split(active & ~pruned, [ex.shape(masks[n]) for n in group])
-        result.update(zip(group, kept))
-    return {n: result[n] for n in names}
-
-
-def _active(ex: Executor, masks: Mapping[str, Any], names: list[str]) -> int:
-    return sum(int(ex.count(masks[n])) for n in names)
+    be = executor if executor is not None else backend
+    names = validate(be, method, weights, grads, masks, scope)
+    groups = groups_of(names, scope, k)
+    for group, count in groups:  # checked on the host first, with the argument's own name
+        n_active = sum(int(be.count(masks[names[i]])) for i in group)
+        if count > n_active:
+            argument = "k" if scope == "global" else f"k[{names[group[0]]!r}]"
+            raise UnreachableTargetError(f"{argument}={count} exceeds the {n_active} active entries it can prune")
+    rate = method.rate_at(step)  # an annealed rate without a step is a ConfigError, raised here
+    w = [weights[n] for n in names]
+    g = None if grads is None or not method.needs_grads else [grads[n] for n in names]
+    m = [masks[n] for n in names]
+    ks = [(group, be.scalar(count, m[group[0]])) for group, count in groups]
+    new, status = run_groups(be, method, w, g, m, ks, rate=rate, step=step)
+    if int(np.asarray(status.code)) != OK:
+        group_k = k if scope == "global" else k[names[int(np.asarray(status.tensor))]]  # type: ignore[index]
+        raise_status(status, names, method, group_k)
+    return {n: be.unflat(x, be.shape(masks[n])) for n, x in zip(names, new)}

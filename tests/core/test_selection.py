@@ -122,7 +122,7 @@ def test_fggp_pool_is_gradient_first_then_magnitude():
 
 
 def test_blockwise_tie_scan_crosses_block_boundaries(monkeypatch):
-    monkeypatch.setattr(F.NumpyExecutor, "block", 7)
+    monkeypatch.setattr(F.NumpyBackend, "block", 7)
     w = {"a": np.zeros(50, np.float32), "b": np.zeros(30, np.float32)}
     m = {n: np.ones(x.shape, dtype=bool) for n, x in w.items()}
     for k in (0, 1, 6, 7, 8, 49, 50, 51, 80):
