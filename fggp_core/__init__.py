@@ -4,9 +4,9 @@ Imports NumPy and nothing heavier. Adapters (``fggp.torch``, ``fggp.keras``, ``f
 translate framework tensors to and from it.
 """
 
+from .backend import FLOAT_DTYPES, NUMPY, Backend, NumpyBackend, score_dtype
 from .distribution import DISTRIBUTIONS, SparseStart, layer_sparsities, layer_targets, random_masks
 from .errors import ConfigError, FGGPError, InputMismatchError, NonFiniteScoreError, UnreachableTargetError
-from .backend import FLOAT_DTYPES, NUMPY, Backend, NumpyBackend, score_dtype
 from .methods import FGGP, GlobalMP, Gradient, Magnitude, Method, Random, Stage, Taylor, TwoStage, method_from_config
 from .pruner import EventReport, EventTable, Pruner, event_table
 from .schedule import (

@@ -96,8 +96,10 @@ class Backend(Protocol):
         """``floor(rate * n)`` in float64 (IEEE multiply, as the host computes it), a count."""
 
     # -- the primitives of selection ------------------------------------------------------
-    def keys(self, t: Any, other: Any | None, score: str) -> Any:
-        """Flat keys of ``|t|`` (or ``|t * other|``, the product rounded once), in ``score`` dtype."""
+    def keys(self, t: Any, other: Any | None, score: str, out: Any = None) -> Any:
+        """Flat keys of ``|t|`` (or ``|t * other|``, the product rounded once), in ``score`` dtype.
+
+        ``out``: a previous key array of the same tensor that may be overwritten (or None)."""
 
     def host_keys(self, values: np.ndarray, like: Any) -> Any:
         """Keys of a host float array (the Random draw), on ``like``'s device."""
@@ -166,8 +168,13 @@ class NumpyBackend:
     def floor_mul(self, rate: Any, n: Any) -> np.int64:
         return np.int64(math.floor(float(rate) * float(n)))
 
-    def keys(self, t: np.ndarray, other: np.ndarray | None, score: str) -> np.ndarray:
-        out = np.asarray(t).reshape(-1).astype(score)  # exact upcast (bfloat16/float16 -> float32)
+    def keys(self, t: np.ndarray, other: np.ndarray | None, score: str, out: np.ndarray | None = None) -> np.ndarray:
+        flat = np.asarray(t).reshape(-1)
+        if out is not None and out.dtype == _KEY_DTYPES[score] and out.size == flat.size:
+            out = out.view(score)  # reuse the buffer: no new pages to fault in
+            out[...] = flat  # exact upcast (bfloat16/float16 -> float32)
+        else:
+            out = flat.astype(score)
         if other is not None:
             np.multiply(out, np.asarray(other).reshape(-1).astype(score, copy=False), out=out)
         np.abs(out, out=out)  # also maps -0.0 to +0.0
@@ -177,7 +184,14 @@ class NumpyBackend:
         return self.keys(values, None, "float32" if values.dtype.itemsize <= 4 else "float64")
 
     def exclude(self, keys: np.ndarray, among: np.ndarray) -> np.ndarray:
-        np.copyto(keys, INF_KEY["float64" if keys.dtype == np.int64 else "float32"], where=~among)
+        # key | INF_KEY is >= INF_KEY: "not a candidate" for every finite k-th key. An OR with an
+        # int multiple of the mask is ~6x faster than a bool-masked fill; blocks bound the temporary.
+        inf = keys.dtype.type(INF_KEY["float64" if keys.dtype == np.int64 else "float32"])
+        if among.all():
+            return keys
+        for start in range(0, keys.size, self.block):
+            out = keys[start : start + self.block]
+            np.bitwise_or(out, np.logical_not(among[start : start + self.block]).astype(keys.dtype) * inf, out=out)
         return keys
 
     def as_key(self, value: Any, keys: np.ndarray) -> Any:
@@ -185,7 +199,8 @@ class NumpyBackend:
 
     def nonfinite(self, keys: np.ndarray, among: np.ndarray) -> np.int64:
         inf = INF_KEY["float64" if keys.dtype == np.int64 else "float32"]
-        return np.int64(np.count_nonzero((keys >= inf) & among))
+        high = keys >= inf
+        return np.int64(np.count_nonzero(high & among) if high.any() else 0)
 
     def histogram(self, keys: np.ndarray, shift: int, width: int, prefix: Any) -> np.ndarray:
         above = shift + width
@@ -196,7 +211,9 @@ class NumpyBackend:
             block = keys[start : start + self.block]
             if above < keys.dtype.itemsize * 8 - 1:  # the sign bit is always clear
                 block = block[(block >> above) == top]
-            out += np.bincount((block >> shift) & digit_mask, minlength=1 << width)
+                out += np.bincount((block >> shift) & digit_mask, minlength=1 << width)
+            else:  # the top digit: nothing above it to mask off
+                out += np.bincount(block >> shift, minlength=1 << width)
         return out
 
     def pick(self, histogram: np.ndarray, rank: Any) -> tuple[np.int64, np.int64]:

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from .backend import NUMPY, Backend
 from .distribution import SparseStart, check_distribution, layer_targets, random_masks
 from .errors import ConfigError, InputMismatchError, NonFiniteScoreError
-from .backend import NUMPY, Backend
 from .methods import Method, method_from_config
 from .schedule import Schedule, schedule_from_config
 from .selection import SCOPES, select

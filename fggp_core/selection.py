@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backend import FLOAT_DTYPES, INF_KEY, NUMPY, Backend, key_bits, score_dtype
+from .backend import FLOAT_DTYPES, NUMPY, Backend, key_bits, score_dtype
 from .errors import ConfigError, InputMismatchError, NonFiniteScoreError, UnreachableTargetError
 from .methods import Method, Stage
 
@@ -93,13 +93,13 @@ def smallest(be: Backend, keys: Sequence[Any], k: Any, score: str) -> list[Any]:
     v = be.as_key(kth_key(be, keys, k, score), keys[0])
     below = [x < v for x in keys]
     need = k - be.reduce(sum(be.count(b) for b in below))
-    out, before = [], 0
+    before = 0
     for x, b in zip(keys, below):
         tied = x == v
         count = be.reduce(be.count(tied))
-        out.append(b | be.first_true(tied, need - before))  # this tensor's share of the ties
+        b |= be.first_true(tied, need - before)  # this tensor's share of the ties (in place where the backend can)
         before = before + count
-    return out
+    return below
 
 
 def _fail(be: Backend, status: Status, failed: Any, code: int, tensor: Any, count: Any, stage: int) -> Status:
@@ -146,6 +146,7 @@ def prune_group(
     n_active = sum(n_act[1:], n_act[0])
     candidates = list(active)
     available = n_active
+    spare: list[Any] = [None] * len(weights)  # the previous stage's key buffers, reused where the backend can
     for si, stage in enumerate(plan):
         size = _size(be, stage, k, n_active, rate)
         status = _fail(be, status, size > available, UNREACHABLE, first, available, si)
@@ -155,11 +156,11 @@ def prune_group(
             keys = []
             for i, w in enumerate(weights):
                 if stage.score == "magnitude":
-                    x = be.keys(w, None, score)
+                    x = be.keys(w, None, score, out=spare[i])
                 elif stage.score == "gradient":
-                    x = be.keys(grads[i], None, score)  # type: ignore[index]
+                    x = be.keys(grads[i], None, score, out=spare[i])  # type: ignore[index]
                 else:
-                    x = be.keys(w, grads[i], score)  # type: ignore[index]
+                    x = be.keys(w, grads[i], score, out=spare[i])  # type: ignore[index]
                 bad = be.reduce(be.nonfinite(x, active[i]))
                 status = _fail(be, status, bad > 0, NONFINITE, first + i, bad, si)
                 keys.append(x)
@@ -172,7 +173,7 @@ def prune_group(
         else:
             candidates = smallest(be, keys, size, score)
             available = size
-        del keys
+        spare = keys
     return candidates, status
 
 
@@ -307,7 +308,9 @@ def run_groups(
             rate=rate, reserve=method.reserve_count(n_total), random=random, first=group[0],
         )
         for i, a, p in zip(group, active, pruned):
-            result[i] = a & ~p
+            kept = ~p
+            kept &= a
+            result[i] = kept
         status = group_status if status is None else _fail(be, status, group_status.code != OK, *group_status)
     return result, status  # type: ignore[return-value]
 
