@@ -145,7 +145,7 @@ def run_experiment(
 
         method, schedule, scope = pruning_plan(settings, spec, total_steps)
         start = SparseStart(spec.init_sparsity, "erk", spec.seed) if spec.init_sparsity > 0 else None
-        pruner = fggp.torch.attach(model, optimizer, method, schedule, scope=scope, params=names, sparse_start=start)
+        pruner = fggp.torch.attach(model, optimizer, method, schedule, scope=scope, prunable=names, sparse_start=start)
     trace = [[0, pruner.sparsity() if pruner else 0.0]]
     began = time.perf_counter()
     loss = _train(settings, model, optimizer, data, device, spec.seed, total_steps, pruner, schedule, trace, on_epoch)

@@ -293,7 +293,7 @@ def run_groups(
     ``groups``: (tensor indices, k) per selection group. On a failure the returned masks are
     unspecified: keep the old ones.
     """
-    n_total = sum(int(np.prod(be.shape(w), dtype=np.int64)) for w in weights)
+    sizes = [int(np.prod(be.shape(w), dtype=np.int64)) for w in weights]
     plan = method.plan()
     random = random or host_random(be, getattr(method, "seed", 0), step, weights[0])
     result: list[Any] = [None] * len(weights)
@@ -305,7 +305,7 @@ def run_groups(
             [weights[i] for i in group],
             None if grads is None else [grads[i] for i in group],
             active, k,
-            rate=rate, reserve=method.reserve_count(n_total), random=random, first=group[0],
+            rate=rate, reserve=method.reserve_count(sum(sizes[i] for i in group)), random=random, first=group[0],
         )
         for i, a, p in zip(group, active, pruned):
             kept = ~p

@@ -24,3 +24,7 @@ def to_numpy(x: np.ndarray) -> np.ndarray:
 
 def select(method, weights, grads, masks, k, *, scope="global", step=None):
     return fggp_core.select(method, weights, grads, masks, k, scope=scope, step=step)
+
+
+def backend():
+    return fggp_core.NUMPY
