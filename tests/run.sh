@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 python -m pytest "$@" tests --ignore=tests/keras
 for backend in tensorflow jax torch; do
   echo "== Keras backend: $backend"
-  KERAS_BACKEND=$backend python -m pytest "$@" tests/keras tests/test_cross_backend.py -k "keras"
+  KERAS_BACKEND=$backend python -m pytest "$@" tests/keras tests/test_contract.py -k "keras"
 done
