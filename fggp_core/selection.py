@@ -94,10 +94,12 @@ def smallest(be: Backend, keys: Sequence[Any], k: Any, score: str) -> list[Any]:
     below = [x < v for x in keys]
     need = k - be.reduce(sum(be.count(b) for b in below))
     before = 0
-    for x, b in zip(keys, below):
+    for i, x in enumerate(keys):
         tied = x == v
         count = be.reduce(be.count(tied))
+        b = below[i]
         b |= be.first_true(tied, need - before)  # this tensor's share of the ties (in place where the backend can)
+        below[i] = b  # immutable arrays (JAX, TensorFlow) rebind instead
         before = before + count
     return below
 
