@@ -71,9 +71,7 @@ def main() -> None:
             idx = order[i * batch : (i + 1) * batch]
             train_step(model, optimizer, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]))
         if epoch % 10 == 9:
-            masks = nnx.to_pure_dict(fggp.jax.masks(optimizer.opt_state))
-            kept = [np.asarray(masks[layer]["kernel"]) for layer in ("hidden", "out")]
-            sparsity = 1 - sum(int(m.sum()) for m in kept) / sum(m.size for m in kept)
+            sparsity = fggp.jax.sparsity(optimizer.opt_state)
             acc = float(accuracy(model, jnp.asarray(x_test), jnp.asarray(y_test)))
             print(f"epoch {epoch + 1:3d}  sparsity {sparsity:6.2%}  test accuracy {acc:6.2%}")
     fggp.jax.check(optimizer.opt_state)
@@ -82,7 +80,8 @@ def main() -> None:
     for layer in ("hidden", "out"):
         kernel, mask = np.asarray(params[layer]["kernel"]), np.asarray(masks[layer]["kernel"])
         assert np.all(kernel[~mask] == 0.0)
-        print(f"{layer}: kernel {kernel.shape}, density {mask.mean():.3f}")
+    for path, row in fggp.jax.layer_report(optimizer.opt_state).items():
+        print(f"{path}: {row['size']} entries, density {row['density']:.3f}")
     print(f"norm layer masks: {masks['norm']}  (not prunable)")
     print(f"{total} steps in {time.perf_counter() - start:.1f} s")
 

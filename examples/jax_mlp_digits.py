@@ -79,16 +79,14 @@ def main() -> None:
             idx = order[i * batch : (i + 1) * batch]
             params, state = train_step(params, state, x_train[idx], y_train[idx])
         if epoch % 10 == 9 or epoch == args.epochs - 1:
-            masks = jax.tree.leaves(fggp.jax.masks(state))
-            sparsity = sum(int((~m).sum()) for m in masks) / sum(m.size for m in masks)
             acc = float(accuracy(params, x_test, y_test))
-            print(f"epoch {epoch + 1:3d}  sparsity {sparsity:6.2%}  test accuracy {acc:6.2%}")
+            print(f"epoch {epoch + 1:3d}  sparsity {fggp.jax.sparsity(state):6.2%}  test accuracy {acc:6.2%}")
     fggp.jax.check(state)  # raises if an event was skipped for NaN/inf scores
     masks = fggp.jax.masks(state)
     for layer, m in masks.items():
-        kernel = np.asarray(params[layer]["kernel"])
-        assert np.all(kernel[~np.asarray(m["kernel"])] == 0.0)
-        print(f"{layer}: kernel {kernel.shape}, density {float(np.mean(m['kernel'])):.3f}")
+        assert np.all(np.asarray(params[layer]["kernel"])[~np.asarray(m["kernel"])] == 0.0)
+    for path, row in fggp.jax.layer_report(state).items():  # path: jax.tree_util.keystr
+        print(f"{path}: {row['size']} entries, {row['pruned']} pruned, density {row['density']:.3f}")
     print(f"{args.method}: {total} steps in {time.perf_counter() - start:.1f} s")
 
 

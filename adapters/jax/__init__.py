@@ -1,27 +1,31 @@
 """fggp.jax: fggp for JAX and optax — on-device selection and an optax wrapper that prunes in jit.
 
-- ``select(method, weights, grads, masks, k, *, scope, step)``: ``fggp_core.select`` run with
-  jnp ops (``JaxExecutor``); ``select_jit``: the same as one compiled program.
+- ``select(method, weights, grads, masks, k, *, scope, step)``: ``fggp_core.select`` with the
+  JAX backend (``JAX``); ``select_jit``: the same as one compiled program.
 - ``wrap(inner, method, schedule, ...)``: an ``optax.GradientTransformation`` whose state holds
-  the masks; events (counts from the host schedule) run inside ``jax.jit``.
-- ``masks(opt_state)``, ``check(opt_state)``, ``apply_masks(params, opt_state)``.
+  the masks; events (the core's event table, the core's selection) run inside ``jax.jit``.
+- ``masks(opt_state)``, ``check(opt_state)``, ``apply_masks(params, opt_state)``,
+  ``sparsity(opt_state)``, ``layer_report(opt_state)``.
 """
 
-from .executor import JAX, JaxExecutor
-from .selection import select, select_jit, select_traced
-from .transform import PruneState, apply_masks, check, leaf_names, masks, skipped_events, wrap
+from .backend import JAX, JaxBackend
+from .report import apply_masks, check, layer_report, masks, skipped_events, sparsity
+from .selection import run_traced, select, select_jit
+from .transform import PruneState, leaf_names, wrap
 
 __all__ = [
     "JAX",
-    "JaxExecutor",
+    "JaxBackend",
     "PruneState",
     "apply_masks",
     "check",
+    "layer_report",
     "leaf_names",
     "masks",
+    "run_traced",
     "select",
     "select_jit",
-    "select_traced",
     "skipped_events",
+    "sparsity",
     "wrap",
 ]

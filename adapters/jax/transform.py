@@ -4,12 +4,12 @@ One ``update`` (events included) is one traceable function with static shapes:
 
 1. gradients of pruned entries are zeroed, then the inner transformation updates;
 2. the step counter (completed optimizer steps) advances; if it is an event step, the event
-   runs in a ``lax.cond`` branch: the count to prune is ``k = max(0, target - pruned)``, where
-   ``target`` comes from a table of (event step -> target pruned count) computed on the host in
-   float64 by the core's schedule (``round(N * s(t))``) and embedded as a constant, and
-   ``pruned`` is counted on device (integers, exact); selection is ``select_traced`` on the
-   weights as updated by the inner transformation (``params + inner updates``) and this step's
-   gradients;
+   runs in a ``lax.cond`` branch. The core's ``event_table`` (host float64 math, embedded as
+   constants) gives each event's target pruned count per selection group and the method's
+   rate; ``pruned`` is counted on device (integers, exact) and ``k = max(0, target - pruned)``.
+   Selection is the core's ``run_groups`` with the JAX backend (``run_traced``, the very code
+   ``select_jit`` compiles) on the weights as updated by the inner transformation
+   (``params + inner updates``) and this step's gradients;
 3. updates are ``inner update`` where kept and ``-params`` where pruned, so pruned params are
    exactly 0.0 after ``optax.apply_updates``. Inner state subtrees shaped like params (momentum,
    Adam moments) are zeroed where pruned *before* the inner step reads them (step 1), fused
@@ -21,17 +21,19 @@ result as an operand), so between events the inner update, the masking and
 ``apply_updates`` stay one fused, asynchronous XLA program with no host callback.
 
 An event the core would refuse (a NaN/inf score among active entries, an unreachable
-GlobalMP target) cannot raise under jit: it is skipped (masks unchanged), warned about from
-the host, counted in the state, and ``check(opt_state)`` raises the core's error naming the
-leaf path. Called eagerly (no jit), ``update`` raises at once unless ``skip_nonfinite=True``.
+GlobalMP target) cannot raise under jit: it is skipped (masks unchanged), counted in the
+state, and ``check(opt_state)`` raises the core's error naming the leaf path. Called eagerly
+(no jit), ``update`` raises at once, or warns and skips with ``skip_nonfinite=True``.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -39,29 +41,52 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fggp_core.distribution import SparseStart, layer_targets, random_masks
+from fggp_core.distribution import SparseStart, random_masks
 from fggp_core.errors import ConfigError, InputMismatchError
 from fggp_core.methods import Method
-from fggp_core.pruner import check_config
+from fggp_core.pruner import check_config, event_table
 from fggp_core.schedule import Schedule
+from fggp_core.selection import OK, check_counts, raise_status
 
-from .selection import OK, pool_rates, raise_status, select_traced
+from .backend import JAX, count_dtype, rate_bits
+from .selection import run_traced
 
-__all__ = ["PruneState", "wrap", "masks", "check", "apply_masks", "leaf_names"]
+__all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable"]
 
-Prunable = Callable[[str, Any], bool] | Any | None
+Prunable = Callable[[str, Any], bool] | Collection[str] | Any | None
+
+
+@jax.tree_util.register_static
+@dataclass(frozen=True)
+class MethodConfig:
+    """The wrapped method's config (JSON), held in the state as static pytree data (no leaves),
+    so ``check(opt_state)`` can name the failed stage's score as the core does."""
+
+    json: str
+
+    def method(self) -> Method:
+        from fggp_core.methods import method_from_config
+
+        return method_from_config(json.loads(self.json))
 
 
 class PruneState(NamedTuple):
-    """``wrap``'s state (a pytree). ``masks`` is shaped like params: a bool array (True = kept)
-    per prunable leaf, ``None`` for the others. ``last_skip``: ``[step, code, tensor, count, score]``
-    of the latest skipped event (code 1: non-finite score, 2: unreachable target)."""
+    """``wrap``'s state (a pytree).
+
+    ``masks``: shaped like params, a bool array (True = kept) per prunable leaf, ``None`` for
+    the others. ``count``: completed optimizer steps (int32). ``skipped``: events skipped
+    (int32). ``last_skip``: the latest skipped event as ``[step, code, tensor, count, stage,
+    k]`` in the count type (int32, int64 under x64): code 1 non-finite score, 2 unreachable
+    target; ``tensor`` indexes the prunable leaves; ``stage`` the method's ``plan()``; ``k``
+    the failed group's count. ``method``: static, no leaves.
+    """
 
     inner: Any
     count: jax.Array
     masks: Any
     skipped: jax.Array
     last_skip: jax.Array
+    method: MethodConfig
 
 
 def _is_none(x: Any) -> bool:
@@ -73,14 +98,45 @@ def leaf_names(params: Any) -> list[str]:
     return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
+def _key_name(key: Any) -> Any:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return getattr(key, attribute)
+    return key
+
+
+def default_prunable(path: tuple, leaf: Any) -> bool:
+    """The default set: floating leaves with ``ndim >= 2`` (dense and conv kernels), except
+    those whose last path key is ``"embedding"`` (``flax`` ``Embed``; a trailing NNX ``.value``
+    is skipped). ``path`` is a key path as from ``jax.tree_util.tree_flatten_with_path``."""
+    keys = [_key_name(k) for k in path]
+    if keys and keys[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
+        keys = keys[:-1]
+    floating = jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    return bool(jnp.ndim(leaf) >= 2 and floating and not (keys and keys[-1] == "embedding"))
+
+
+_ALLOWED = (
+    "None (floating leaves with ndim >= 2 except embeddings), a list of leaf paths "
+    "(jax.tree_util.keystr), a predicate (path: str, leaf) -> bool, or a pytree of bools like params"
+)
+
+
 def _prunable_flags(params: Any, prunable: Prunable) -> list[bool]:
-    paths = leaf_names(params)
-    leaves = jax.tree.leaves(params)
+    with_paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    paths = [jax.tree_util.keystr(p) for p, _ in with_paths]
     if prunable is None:
-        return [jnp.ndim(x) >= 2 and jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves]
+        return [default_prunable(p, x) for p, x in with_paths]
     if callable(prunable):
-        return [bool(prunable(p, x)) for p, x in zip(paths, leaves)]
+        return [bool(prunable(p, x)) for p, (_, x) in zip(paths, with_paths)]
+    if isinstance(prunable, (list, tuple, set, frozenset)) and all(isinstance(n, str) for n in prunable):
+        unknown = sorted(set(prunable) - set(paths))
+        if unknown:
+            raise ConfigError("prunable", unknown, f"names must be leaf paths of params: {paths}")
+        return [p in prunable for p in paths]
     flags = jax.tree.leaves(prunable)
+    if not all(isinstance(f, (bool, np.bool_)) for f in flags):
+        raise ConfigError("prunable", prunable, f"must be {_ALLOWED}")
     if jax.tree.structure(prunable) != jax.tree.structure(params):
         raise InputMismatchError(
             f"prunable's pytree structure {jax.tree.structure(prunable)} differs from params' "
@@ -89,17 +145,12 @@ def _prunable_flags(params: Any, prunable: Prunable) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def _event_table(schedule: Schedule, scope: str, distribution: str, shapes: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """(event steps >= 1, target pruned counts): int32, one row per event (one column per
-    tensor under layerwise scope). Host float64 arithmetic of the core's schedule."""
-    steps = [t for t in schedule.events() if t >= 1]
-    n = sum(math.prod(s) for _, s in shapes)
-    if scope == "global":
-        targets = [[schedule.target_pruned(t, n)] for t in steps]
-    else:
-        named = dict(shapes)
-        targets = [list(layer_targets(named, schedule.sparsity(t), distribution).values()) for t in steps]
-    return np.asarray(steps, np.int32), np.asarray(targets, np.int32).reshape(len(steps), -1)
+def _tables(method: Method, schedule: Schedule, scope: str, distribution: str, shapes: tuple) -> tuple:
+    """The core's ``event_table`` as device constants: steps (int32, the step counter's type),
+    targets (count type, [E, G]) and rates as ``rate_bits`` (uint32 [E, 2])."""
+    table = event_table(method, schedule, scope, distribution, dict(shapes))
+    steps = np.minimum(table.steps, np.iinfo(np.int32).max).astype(np.int32)  # later steps never come
+    return steps, table.targets.astype(np.dtype(count_dtype())), rate_bits(table.rates)
 
 
 def wrap(
@@ -119,13 +170,13 @@ def wrap(
     its steps count completed optimizer steps (``update`` calls; put ``wrap`` inside
     ``optax.MultiSteps`` so accumulation steps do not count). ``scope``: "global" or
     "layerwise" (per-leaf targets by ``distribution``, "uniform" or "erk"). ``prunable``: None
-    (floating leaves with ``ndim >= 2``: dense and conv kernels), a predicate
-    ``(path: str, leaf) -> bool`` (path as ``jax.tree_util.keystr``) or a pytree of bools like
-    params. ``sparse_start``: a ``SparseStart`` drawn on the host at ``init`` (call
-    ``apply_masks`` on the initial params). ``skip_nonfinite``: an eager ``update`` warns and
-    skips instead of raising (under jit events are always skipped and flagged; see ``check``).
-    ``update`` needs ``params``. Keep ``wrap`` outermost (a later transformation could move
-    pruned params off zero).
+    (floating leaves with ``ndim >= 2`` except ``embedding`` leaves: dense and conv kernels), a
+    list of leaf paths (``jax.tree_util.keystr``), a predicate ``(path: str, leaf) -> bool`` or a
+    pytree of bools like params. ``sparse_start``: a ``SparseStart`` drawn on the host at
+    ``init`` (call ``apply_masks`` on the initial params). ``skip_nonfinite``: an eager
+    ``update`` warns and skips instead of raising (under jit events are always skipped and
+    flagged; see ``check``). ``update`` needs ``params``. Keep ``wrap`` outermost (a later
+    transformation could move pruned params off zero).
     """
     check_config(method, schedule, scope, distribution, sparse_start)
     if isinstance(inner, optax.MultiSteps) or not hasattr(inner, "update"):
@@ -134,13 +185,12 @@ def wrap(
             "must be an optax.GradientTransformation; for gradient accumulation use "
             "optax.MultiSteps(fggp.jax.wrap(inner, ...), k) so events count real optimizer steps",
         )
-
-    table = functools.lru_cache(maxsize=8)(functools.partial(_event_table, schedule, scope, distribution))
+    config = MethodConfig(json.dumps(method.to_config(), sort_keys=True))
+    tables = functools.lru_cache(maxsize=8)(functools.partial(_tables, method, schedule, scope, distribution))
 
     def init(params: Any) -> PruneState:
         names, leaves = leaf_names(params), jax.tree.leaves(params)
-        flags = _prunable_flags(params, prunable)
-        chosen = [i for i, f in enumerate(flags) if f]
+        chosen = [i for i, f in enumerate(_prunable_flags(params, prunable)) if f]
         if not chosen:
             raise ConfigError("prunable", prunable, f"selects no leaf of params (leaves: {names})")
         for i in chosen:
@@ -149,22 +199,21 @@ def wrap(
                 raise InputMismatchError(
                     f"prunable leaf {names[i]} has dtype {dtype}; only floating leaves can be pruned"
                 )
-        if sum(math.prod(jnp.shape(leaves[i])) for i in chosen) >= 2**31 and not jax.config.jax_enable_x64:
-            raise ConfigError("params", "2**31 or more prunable entries", "needs jax_enable_x64 (counts are int32)")
+        check_counts(JAX, [math.prod(jnp.shape(leaves[i])) for i in chosen])  # int32 counts without x64
         host = {}
         if sparse_start is not None:
             host = random_masks({names[i]: tuple(jnp.shape(leaves[i])) for i in chosen}, sparse_start)
         mask_leaves: list[Any] = [None] * len(leaves)
         for i in chosen:
-            ones = jnp.ones_like(leaves[i], dtype=bool)
+            ones = jnp.ones_like(leaves[i], dtype=bool)  # on the leaf's devices, with its sharding
             mask_leaves[i] = ones if names[i] not in host else ones & jnp.asarray(host[names[i]])
-        treedef = jax.tree.structure(params)
         return PruneState(
             inner=inner.init(params),
             count=jnp.zeros((), jnp.int32),
-            masks=treedef.unflatten(mask_leaves),
+            masks=jax.tree.structure(params).unflatten(mask_leaves),
             skipped=jnp.zeros((), jnp.int32),
-            last_skip=jnp.zeros(5, jnp.int32),
+            last_skip=jnp.zeros(6, count_dtype()),
+            method=config,
         )
 
     def update(updates: Any, state: PruneState, params: Any = None) -> tuple[Any, PruneState]:
@@ -192,28 +241,29 @@ def wrap(
         u_leaves, inner_state = inner_step()
         count = state.count + 1
         names = [leaf_names(params)[i] for i in chosen]
-        shapes = tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen))
-        steps, targets = table(shapes)
+        steps, targets, rates = tables(tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen)))
         p, u, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, u_leaves, g_leaves, mask_leaves))
-        new_m, status, _ = _maybe_event(method, scope, steps, targets, updated_weights, g, m, count, names)
+        grads = g if method.needs_grads else None
+        new_m, info = _maybe_event(method, scope, (steps, targets, rates), updated_weights, grads, m, count)
 
         out_u, out_m = list(u_leaves), list(mask_leaves)
         for j, i in enumerate(chosen):
             out_u[i] = jnp.where(new_m[j], u[j], -p[j])
             out_m[i] = new_m[j]
-        new_masks = treedef.unflatten(out_m)
-        failed = status[0] != OK
+        failed = info[0] != OK
+        record = jnp.concatenate([count[None].astype(info.dtype), info]).astype(state.last_skip.dtype)
         state = PruneState(
             inner=inner_state,
             count=count,
-            masks=new_masks,
+            masks=treedef.unflatten(out_m),
             skipped=state.skipped + failed.astype(jnp.int32),
-            last_skip=jnp.where(failed, jnp.concatenate([count[None], status]), state.last_skip),
+            last_skip=jnp.where(failed, record, state.last_skip),
+            method=state.method,
         )
-        if not isinstance(status, jax.core.Tracer) and int(status[0]) != OK:  # eager: report now
+        if not isinstance(info, jax.core.Tracer) and int(info[0]) != OK:  # eager: report now
             if not skip_nonfinite:
-                raise_status(status, names)
-            _warn_skip(names, count, status)
+                raise_status(info[:4], names, method, info[4])
+            _warn_skip(method, names, count, info)
         return treedef.unflatten(out_u), state
 
     return optax.GradientTransformation(init, update)
@@ -232,36 +282,38 @@ def _aligned(params: Any, mask_tree: Any) -> tuple[Any, list[Any], list[int]]:
     return treedef, mask_leaves, [i for i, m in enumerate(mask_leaves) if m is not None]
 
 
-def _maybe_event(method, scope, steps, targets, weights_fn, g, m, count, names) -> tuple[list, jax.Array, jax.Array]:
-    """``lax.cond`` on "count is an event step": the event's new masks and status, else the old;
-    and whether it is an event.
+def _maybe_event(method, scope, tables, weights_fn, g, m, count) -> tuple[list[jax.Array], jax.Array]:
+    """``lax.cond`` on "count is an event step": the event's new masks (the old ones on a failure)
+    and ``[code, tensor, count, stage, k]`` (all 0 without event or failure), in the count type.
     ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step."""
+    steps, targets, rates = tables
+    zero = jnp.zeros(5, count_dtype())
     if len(steps) == 0:
-        return m, jnp.zeros(4, jnp.int32), jnp.bool_(False)
-    rates = pool_rates(method, steps)
+        return m, zero
     # Unrolled (no while loop: on a GPU each loop iteration would read its predicate on the host).
     row = jnp.clip(jnp.searchsorted(jnp.asarray(steps), count, method="scan_unrolled"), 0, len(steps) - 1)
     is_event = jnp.asarray(steps)[row] == count
 
     def event(operands):
         g, m, row = operands
-        weights = weights_fn()
-        pruned = jnp.stack([x.size - jnp.sum(x, dtype=jnp.int32) for x in m])
+        pruned = jnp.stack([JAX.scalar(x.size) - JAX.count(x) for x in m])
         target = jnp.asarray(targets)[row]
-        k = jnp.maximum(0, target - (jnp.sum(pruned) if scope == "global" else pruned))
-        rate = None if rates is None else (rates, row)
-        new, status = select_traced(method, scope, weights, g, m, k if scope == "layerwise" else k[0], count, rate)
-        return new, status
+        ks = jnp.maximum(0, target - (jnp.sum(pruned, keepdims=True) if scope == "global" else pruned))
+        new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count)
+        k = ks[0] if scope == "global" else ks[jnp.clip(status.tensor, 0, len(m) - 1)]
+        info = jnp.stack([jnp.asarray(v).astype(zero.dtype) for v in (*status, k)])
+        ok = status.code == OK
+        return [jnp.where(ok, a, b) for a, b in zip(new, m)], info
 
     def no_event(operands):
-        return list(operands[1]), jnp.zeros(4, jnp.int32)
+        return list(operands[1]), zero
 
-    return (*jax.lax.cond(is_event, event, no_event, (g, m, row)), is_event)
+    return jax.lax.cond(is_event, event, no_event, (g, m, row))
 
 
-def _warn_skip(names: list[str], step: Any, status: Any) -> None:
+def _warn_skip(method: Method, names: list[str], step: Any, info: Any) -> None:
     try:
-        raise_status(status, names)
+        raise_status(info[:4], names, method, info[4])
     except Exception as error:  # noqa: BLE001 - turned into the warning's text
         warnings.warn(f"fggp.jax: event at step {int(step)} skipped: {error}", RuntimeWarning, stacklevel=3)
 
@@ -287,46 +339,3 @@ def _mask_params_like(tree: Any, treedef: Any, mask_leaves: list[Any]) -> Any:
         return treedef.unflatten(leaves)
 
     return jax.tree.map(mask, tree, is_leaf=params_like)
-
-
-# -- reading the state -----------------------------------------------------------------------------
-
-
-def find_state(opt_state: Any) -> PruneState:
-    """The ``PruneState`` inside ``opt_state`` (also inside chain / MultiSteps states)."""
-    found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, PruneState))
-             if isinstance(x, PruneState)]
-    if len(found) != 1:
-        raise InputMismatchError(f"expected one fggp.jax.wrap state inside opt_state, found {len(found)}")
-    return found[0]
-
-
-def masks(opt_state: Any) -> Any:
-    """The masks as a pytree shaped like params: a bool array (True = kept) for every prunable
-    leaf, ``None`` for every leaf that is not pruned. Works on nested optax states."""
-    return find_state(opt_state).masks
-
-
-def check(opt_state: Any) -> None:
-    """Raise the core's error for the latest event skipped under jit (``NonFiniteScoreError``
-    naming the leaf path and score, or ``UnreachableTargetError``); return None if none was."""
-    state = find_state(opt_state)
-    if int(state.skipped) == 0:
-        return
-    names = [n for n, m in zip(leaf_names(state.masks), jax.tree.leaves(state.masks)) if m is not None]
-    raise_status(np.asarray(state.last_skip)[1:], names)
-
-
-def skipped_events(opt_state: Any) -> int:
-    """How many events were skipped (non-finite scores or unreachable targets)."""
-    return int(find_state(opt_state).skipped)
-
-
-def apply_masks(params: Any, opt_state: Any) -> Any:
-    """``params`` with pruned entries set to 0.0 (e.g. right after ``init`` with a sparse start)."""
-    treedef, mask_leaves, _ = _aligned(params, masks(opt_state))
-    leaves = treedef.flatten_up_to(params)
-    return treedef.unflatten(
-        [x if m is None else jnp.where(m, x, jnp.zeros((), x.dtype)) for x, m in zip(leaves, mask_leaves)]
-    )
-

@@ -1,7 +1,7 @@
-"""The JAX backend for the cross-backend harness: jax arrays, ``fggp.jax.select``.
+"""The JAX backend for the cross-backend harness: jax arrays, eager ``fggp.jax.select``.
 
 Without ``jax_enable_x64`` JAX holds float64 as float32; the harness compares with the core
-on the values held (``to_numpy``). The jitted ``select_jit`` is checked in test_select.py.
+on the values held (``to_numpy``). ``backend_jit.py`` is the same with ``select_jit``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ import numpy as np
 
 FRAMEWORK = "jax"
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def backend() -> Any:
+    import fggp.jax
+
+    return fggp.jax.JAX
 
 
 def devices() -> list[str]:

@@ -74,3 +74,22 @@ def test_nnx_optimizer_prunes_the_module_in_place():
         pruned = ~np.asarray(masks[name]["kernel"])
         assert np.all(np.asarray(params[name]["kernel"])[pruned] == 0.0)
         assert jnp.dtype(params[name]["kernel"].dtype) == jnp.float32
+
+
+def test_embeddings_are_not_pruned_by_default_in_linen_and_nnx():
+    class Linen(nn.Module):
+        @nn.compact
+        def __call__(self, ids):
+            return nn.Dense(3)(nn.Embed(10, 4)(ids))
+
+    class Nnx(nnx.Module):
+        def __init__(self, rngs):
+            self.embed = nnx.Embed(10, 4, rngs=rngs)
+            self.dense = nnx.Linear(4, 3, rngs=rngs)
+
+    tx = fj.wrap(optax.sgd(0.1), F.Magnitude(), SCHEDULE)
+    linen = Linen().init(jax.random.key(0), jnp.zeros(2, jnp.int32))["params"]
+    assert list(fj.layer_report(tx.init(linen))) == ["['Dense_0']['kernel']"]
+    optimizer = nnx.Optimizer(Nnx(nnx.Rngs(0)), tx, wrt=nnx.Param)
+    assert [path for path in fj.layer_report(optimizer.opt_state) if "embed" in path] == []
+    assert any("dense" in path for path in fj.layer_report(optimizer.opt_state))

@@ -89,7 +89,7 @@ def test_multisteps_events_count_real_optimizer_steps():
             p2, s2 = step2(p2, s2, x, y)
         assert_same_masks(kernels(fj.masks(s2)), {n: np.asarray(m) for n, m in kernels(fj.masks(s1)).items()})
     assert pruned_count(fj.masks(s2)) == round(N * 0.8)
-    assert int(fj.transform.find_state(s2).count) == 15
+    assert int(fj.report.find_state(s2).count) == 15
 
 
 def test_chain_inner_state_momentum_is_masked():
@@ -189,3 +189,60 @@ def test_bad_inputs_raise_clear_errors():
         fj.wrap(optax.MultiSteps(optax.sgd(0.1), 2), F.FGGP(), SCHEDULE)
     with pytest.raises(F.ConfigError, match="scope"):
         fj.wrap(optax.sgd(0.1), F.FGGP(), SCHEDULE, scope="per-layer")
+
+
+def test_an_unreachable_globalmp_event_under_jit_skips_and_check_raises_the_cores_error():
+    """min_keep reserves 300 per kernel: 0.8 of N is out of reach; the event is skipped, flagged,
+    and ``check`` raises what ``fggp_core.select`` raises, with the failed group's k."""
+    params, (x, y) = init_params(), batch()
+    tx = fj.wrap(optax.sgd(0.1), F.GlobalMP(300), F.OneShotSchedule(0.8, step=1))
+    state, step = tx.init(params), train_step(tx)
+    params, state = step(params, state, x, y)
+    assert fj.skipped_events(state) == 1 and pruned_count(fj.masks(state)) == 0
+    step_, code, tensor, count, stage, k = (int(v) for v in fj.report.find_state(state).last_skip)
+    assert (step_, code, stage, k) == (1, 2, 1, round(0.8 * N))  # [step, code, tensor, count, stage, k]
+    with pytest.raises(F.UnreachableTargetError, match=rf"min_keep=300 .* only {count} unreserved .* k={k}"):
+        fj.check(state)
+
+
+def test_sparsity_and_layer_report_read_the_masks():
+    params, (x, y) = init_params(), batch()
+    tx = fj.wrap(optax.adam(1e-2), F.Magnitude(), SCHEDULE, scope="layerwise")
+    state, step = tx.init(params), train_step(tx)
+    assert fj.sparsity(state) == 0.0
+    for _ in range(15):
+        params, state = step(params, state, x, y)
+    report = fj.layer_report(state)
+    masks = kernels(fj.masks(state))
+    assert list(report) == list(masks), "one entry per prunable leaf path, in flatten order"
+    for name, m in masks.items():
+        pruned = int((~np.asarray(m)).sum())
+        assert report[name] == {"size": m.size, "pruned": pruned, "density": 1.0 - pruned / m.size}
+    assert fj.sparsity(state) == pruned_count(fj.masks(state)) / N
+
+
+def _prunable_paths(prunable, params):
+    state = fj.wrap(optax.sgd(0.1), F.Magnitude(), SCHEDULE, prunable=prunable).init(params)
+    return list(fj.layer_report(state))
+
+
+def test_prunable_spellings_choose_leaves_by_keystr_path():
+    params = {**init_params(), "embed": {"embedding": jnp.ones((10, 4))}, "conv": {"kernel": jnp.ones((3, 3, 2, 4))}}
+    dense = ["['dense0']['kernel']", "['dense1']['kernel']", "['dense2']['kernel']"]
+    assert _prunable_paths(None, params) == ["['conv']['kernel']", *dense], "default: ndim >= 2, no embedding"
+    assert _prunable_paths(["['dense1']['kernel']", "['embed']['embedding']"], params) == [
+        "['dense1']['kernel']", "['embed']['embedding']"
+    ]
+    assert _prunable_paths(lambda path, leaf: path.startswith("['dense0']") and leaf.ndim == 2, params) == dense[:1]
+    flags = jax.tree.map(lambda leaf: leaf.ndim == 4, params)
+    assert _prunable_paths(flags, params) == ["['conv']['kernel']"], "a pytree of bools still works"
+
+
+def test_bad_prunable_values_raise_config_errors_naming_the_argument():
+    params = init_params()
+    with pytest.raises(F.ConfigError, match=r"prunable=\[\"\['nope'\]\"\].*leaf paths"):
+        _prunable_paths(["['nope']"], params)
+    with pytest.raises(F.ConfigError, match="prunable"):
+        _prunable_paths(3, params)
+    with pytest.raises(F.ConfigError, match="selects no leaf"):
+        _prunable_paths([], params)
