@@ -181,7 +181,7 @@ def prune_group(
 
 def raise_status(status: Status | Sequence[Any], names: Sequence[str], method: Method, k: Any = None) -> None:
     """Raise the exception a non-OK ``status`` of ``method``'s selection stands for; return when OK."""
-    code, tensor, count, stage = (int(np.asarray(v)) for v in status)
+    code, tensor, count, stage = (int(v) for v in status)  # int() reads a scalar on any device
     plan = method.plan()
     if code == NONFINITE:
         raise NonFiniteScoreError(names[tensor], count, plan[stage].score)
@@ -352,7 +352,7 @@ def select(
     m = [masks[n] for n in names]
     ks = [(group, be.scalar(count, m[group[0]])) for group, count in groups]
     new, status = run_groups(be, method, w, g, m, ks, rate=rate, step=step)
-    if int(np.asarray(status.code)) != OK:
-        group_k = k if scope == "global" else k[names[int(np.asarray(status.tensor))]]  # type: ignore[index]
+    if int(status.code) != OK:
+        group_k = k if scope == "global" else k[names[int(status.tensor)]]  # type: ignore[index]
         raise_status(status, names, method, group_k)
     return {n: be.unflat(x, be.shape(masks[n])) for n, x in zip(names, new)}

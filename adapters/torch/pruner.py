@@ -3,9 +3,9 @@
 Data flow per optimizer step (the user's ``loss.backward(); optimizer.step()`` is unchanged):
 
 - pre-step hook: gradients of pruned entries are set to 0.0, so the step cannot revive them;
-- post-step hook: the step is counted (``fggp_core.Pruner``), weights are re-masked; at an
+- post-step hook: weights are re-masked and the step is counted (``Pruner.advance``); at an
   event the core selects with this step's gradients and the updated weights (on device,
-  ``TorchExecutor``), and the new masks are applied to the weights and to every
+  ``TorchBackend``), and the new masks are applied to the weights and to every
   per-parameter optimizer state tensor of the weight's shape (momentum, Adam moments, ...).
 
 A step that ``torch.amp.GradScaler`` skips is no step: either ``optimizer.step`` is not called
@@ -29,9 +29,9 @@ from fggp_core.methods import Method
 from fggp_core.pruner import EventReport, Pruner
 from fggp_core.schedule import Schedule
 
-from .executor import TORCH
+from .backend import TORCH
 from .masking import PrunedEntries
-from .params import ParamsSpec, check_optimizer, prunable_parameters
+from .params import UNSET, PrunableSpec, check_optimizer, prunable_from_alias, prunable_parameters
 
 __all__ = ["TorchPruner", "attach", "finalize"]
 
@@ -102,8 +102,7 @@ class TorchPruner:
         if _skipped_by_grad_scaler(optimizer):
             return
         self._mask_weights()
-        self.core.step += 1  # counted first: a failed event still leaves the step count right
-        if self.core.schedule.is_event(self.core.step):
+        if self.core.advance():  # counted first: a failed event still leaves the step count right
             self._event()
 
     # -- events --------------------------------------------------------------------------
@@ -123,7 +122,7 @@ class TorchPruner:
             raise InputMismatchError(
                 f"parameters {missing} have no gradient (grad is None) at the event after step {self.core.step}; "
                 f"method {self.core.method.name!r} scores by gradient: every prunable parameter must take part "
-                "in the loss of the step that ends at an event (or exclude it with params=...)"
+                "in the loss of the step that ends at an event (or leave it out with prunable=...)"
             )
         return {n: p.grad for n, p in self.params.items()}  # type: ignore[misc]
 
@@ -135,8 +134,7 @@ class TorchPruner:
 
     # -- applying masks ------------------------------------------------------------------
     def _apply(self) -> None:
-        """Masks onto their parameters' devices, then onto weights, gradients and optimizer state."""
-        self.core.masks = {n: m.to(self.params[n].device) for n, m in self.core.masks.items()}
+        """The core's masks (each on its parameter's device) onto weights, gradients and optimizer state."""
         self._pruned = PrunedEntries(self.core.masks, {n: p.dtype for n, p in self.params.items()})
         for name in self._pruned:
             self._zero_exactly(name)
@@ -211,34 +209,38 @@ def attach(
     schedule: Schedule,
     *,
     scope: str = "global",
-    params: ParamsSpec = None,
+    prunable: PrunableSpec = None,
     sparse_start: SparseStart | None = None,
     distribution: str = "uniform",
     skip_nonfinite: bool = False,
+    params: Any = UNSET,
 ) -> TorchPruner:
     """Prune ``model`` during training with ``optimizer``; the training loop stays unchanged.
 
     ``method``/``schedule``: fggp_core objects (e.g. ``FGGP(0.5)``, ``PolynomialSchedule(...)``;
     steps count completed optimizer steps). ``scope``: "global" or "layerwise" (per-layer
-    targets from ``distribution``: "uniform" or "erk"). ``params``: what is prunable (None: the
-    weight of every Linear/Conv1d/2d/3d that requires grad; or a list of names from
-    ``model.named_parameters()``; or a callable ``name -> bool``). ``sparse_start``: a
+    targets from ``distribution``: "uniform" or "erk"). ``prunable``: what is prunable (None:
+    the weight of every Linear, Conv1d/2d/3d and ConvTranspose1d/2d/3d that requires grad, never
+    an Embedding; or a list of names from ``model.named_parameters()``; or a predicate
+    ``(name, parameter) -> bool``). ``params``: the deprecated name of ``prunable`` (a list, or
+    a predicate ``name -> bool``; warns ``DeprecationWarning``). ``sparse_start``: a
     ``SparseStart`` random initial mask, applied to the weights now. ``skip_nonfinite``: skip
     (with a warning) an event whose scores hold NaN/inf instead of raising
     ``NonFiniteScoreError``. Raises ``ConfigError``/``InputMismatchError`` on bad input, before
     anything is changed.
     """
-    prunable = prunable_parameters(model, params)
-    check_optimizer(optimizer, prunable)
+    spec, argument = prunable_from_alias(prunable, params)
+    chosen = prunable_parameters(model, spec, argument=argument)
+    check_optimizer(optimizer, chosen)
     if any(p.optimizer is optimizer and p.attached for p in _ATTACHED):
         raise ConfigError(
             "optimizer", type(optimizer).__name__, "already has a fggp pruner attached; remove() it first"
         )
     core = Pruner(
-        method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, executor=TORCH
+        method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, backend=TORCH
     )
-    core.init_masks(prunable, sparse_start)
-    pruner = TorchPruner(model, optimizer, core, prunable)
+    core.init_masks(chosen, sparse_start)
+    pruner = TorchPruner(model, optimizer, core, chosen)
     pruner._apply()
     pruner._handles = [
         optimizer.register_step_pre_hook(pruner._pre_step),

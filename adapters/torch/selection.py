@@ -10,7 +10,7 @@ import fggp_core
 from fggp_core.errors import InputMismatchError
 from fggp_core.methods import Method
 
-from .executor import TORCH
+from .backend import TORCH
 
 __all__ = ["select"]
 
@@ -25,12 +25,12 @@ def select(
     scope: str = "global",
     step: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``fggp_core.select`` on torch tensors, executed with torch ops on their device.
+    """``fggp_core.select(..., backend=TORCH)``: the core's selection, run with torch ops on the tensors' devices.
 
     ``weights``/``grads``: name -> floating tensor (float16, bfloat16, float32 or float64);
     ``masks``: name -> bool tensor (True = kept), all of the same shapes. Returns new bool
-    masks (on the device of the first weight) with exactly ``k`` more entries pruned,
-    identical to ``fggp_core.select`` on the same values. Inputs are never modified.
+    masks, each on its weight's device, with exactly ``k`` more entries pruned, identical to
+    ``fggp_core.select`` on the same values. Inputs are never modified.
     """
     for argument, tensors in (("weights", weights), ("grads", grads), ("masks", masks)):
         for name, value in (tensors or {}).items():
@@ -38,4 +38,4 @@ def select(
                 raise InputMismatchError(
                     f"{argument}[{name!r}] is a {type(value).__name__}; fggp.torch.select takes torch tensors"
                 )
-    return fggp_core.select(method, weights, grads, masks, k, scope=scope, step=step, executor=TORCH)
+    return fggp_core.select(method, weights, grads, masks, k, scope=scope, step=step, backend=TORCH)

@@ -1,4 +1,4 @@
-"""The PyTorch backend of the cross-backend harness: torch tensors, ``fggp.torch.select``."""
+"""The PyTorch backend of the cross-backend harness: torch tensors, ``fggp.torch.select``, ``TORCH``."""
 
 from __future__ import annotations
 
@@ -37,3 +37,10 @@ def select(method, weights, grads, masks, k, *, scope="global", step=None):
     from fggp.torch import select as torch_select
 
     return torch_select(method, weights, grads, masks, k, scope=scope, step=step)
+
+
+def backend():
+    """The ``fggp_core.Backend`` object under test: ``fggp.torch.TORCH``."""
+    from fggp.torch import TORCH
+
+    return TORCH

@@ -80,16 +80,6 @@ def test_default_prunable_set_is_linear_and_conv_weights_in_named_parameters_ord
     assert all(m.dtype == torch.bool and m.shape == pruner.params[n].shape for n, m in pruner.masks.items())
 
 
-def test_params_by_names_and_by_filter():
-    model = tiny_mlp()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    pruner = attach(model, optimizer, F.Magnitude(), SCHEDULE, params=["2.weight", "0.bias"])
-    assert list(pruner.masks) == ["0.bias", "2.weight"]  # canonical order, not the list's
-    pruner.remove()
-    pruner = attach(model, optimizer, F.Magnitude(), SCHEDULE, params=lambda name: name.startswith("0."))
-    assert list(pruner.masks) == ["0.weight", "0.bias"]
-
-
 def test_sparse_start_masks_weights_at_attach_and_keeps_them_pruned():
     model = tiny_mlp(width=32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -32,7 +32,9 @@ def test_compiled_model_is_pruned_like_an_eager_one():
     assert_pruned_entries_zero(pruner, optimizer)
     x, _ = batch(0, image=False)
     with torch.no_grad():
-        assert torch.equal(compiled(x), model(x))  # the compiled graph reads the masked weights
+        # the compiled graph reads the masked weights; inductor's kernels (e.g. its vectorised tanh) may
+        # differ from eager by an ulp even without pruning, so equal up to rounding (80 % pruned is far)
+        torch.testing.assert_close(compiled(x), model(x))
     assert finalize(compiled) is compiled and not pruner.attached
 
 

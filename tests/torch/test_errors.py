@@ -27,10 +27,13 @@ def untouched(model, optimizer, before):
 @pytest.mark.parametrize(
     "change, argument",
     [
-        (dict(params=["0.weight", "no.such.weight"]), "params"),
-        (dict(params="0.weight"), "params"),
-        (dict(params=lambda name: False), "params"),
-        (dict(params=["0.weight", "0.weight"]), "params"),
+        (dict(prunable=["0.weight", "no.such.weight"]), "prunable"),
+        (dict(prunable="0.weight"), "prunable"),
+        (dict(prunable=3), "prunable"),
+        (dict(prunable=lambda name, parameter: False), "prunable"),
+        (dict(prunable=lambda name: True), "prunable"),  # the old one-argument predicate belongs to params=
+        (dict(prunable=["0.weight", "0.weight"]), "prunable"),
+        (dict(prunable=["0.weight"], params=["0.weight"]), "params"),
         (dict(scope="per-layer"), "scope"),
         (dict(distribution="normal"), "distribution"),
         (dict(sparse_start=0.5), "sparse_start"),
@@ -52,14 +55,14 @@ def test_bad_arguments_raise_config_error_and_attach_nothing(change, argument):
 def test_frozen_and_non_floating_parameters_are_rejected():
     model, optimizer = fresh()
     model[0].weight.requires_grad_(False)
-    with pytest.raises(F.ConfigError, match=r"params\['0.weight'\].*frozen"):
-        attach(model, optimizer, F.Magnitude(), SCHEDULE, params=["0.weight"])
+    with pytest.raises(F.ConfigError, match=r"prunable\['0.weight'\].*frozen"):
+        attach(model, optimizer, F.Magnitude(), SCHEDULE, prunable=["0.weight"])
     pruner = attach(model, optimizer, F.Magnitude(), SCHEDULE)  # the default set leaves frozen layers out
     assert list(pruner.masks) == ["2.weight"]
     model, optimizer = fresh()
     model.register_parameter("counts", nn.Parameter(torch.zeros(3, dtype=torch.int64), requires_grad=False))
-    with pytest.raises(F.ConfigError, match=r"params\['counts'\].*int64"):
-        attach(model, optimizer, F.Magnitude(), SCHEDULE, params=["counts", "0.weight"])
+    with pytest.raises(F.ConfigError, match=r"prunable\['counts'\].*int64"):
+        attach(model, optimizer, F.Magnitude(), SCHEDULE, prunable=["counts", "0.weight"])
 
 
 def test_optimizer_must_hold_the_prunable_parameters():
