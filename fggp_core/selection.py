@@ -79,7 +79,7 @@ def kth_key(be: Backend, keys: Sequence[Any], k: Any, score: str) -> Any:
     for shift, width in _digits(key_bits(score), be.digit_bits):
         histogram = be.reduce(sum(be.histogram(x, shift, width, prefix) for x in keys))
         digit, rank = be.pick(histogram, rank)
-        prefix = prefix | (digit << shift)
+        prefix = prefix | (digit * (1 << shift))  # not <<: TensorFlow tensors have no shift operators
     return be.where(k > 0, prefix, be.scalar(-1, keys[0]))
 
 

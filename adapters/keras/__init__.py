@@ -5,8 +5,9 @@
     model.fit(x, y, epochs=10, callbacks=[cb])
 
 The path of the data: ``PruningCallback`` (callback.py) finds the prunable variables and drives
-``fggp_core.Pruner``; selection runs on the backend's device through ``KerasExecutor``
-(executor.py), the core's one algorithm over ``keras.ops``; the masks go back into the model.
+``fggp_core.Pruner`` through its lifecycle methods; selection runs on the tensors' device through
+``KerasBackend`` (backend.py), the core's one algorithm over ``keras.ops``; the masks go back into
+the model.
 
 How gradients reach a callback (capture.py). A callback never sees gradients, and gradient
 methods (FGGP, Gradient, Taylor) need this step's. Every Keras 3 train step hands them to the
@@ -25,15 +26,23 @@ selects, and assigns masked weights, masks and masked optimizer slots (momentum,
 EMA). ``on_train_end`` restores the optimizer, so a saved ``.keras`` file is plain Keras.
 """
 
-from .callback import PruningCallback, default_prunable, prunable_variables, sparsity_report, strip_pruning
+from .backend import KERAS, KerasBackend, select
+from .callback import (
+    PruningCallback,
+    check_prunable,
+    default_prunable,
+    prunable_variables,
+    sparsity_report,
+    strip_pruning,
+)
 from .capture import OptimizerHook
-from .executor import KERAS, KerasExecutor, select
 
 __all__ = [
     "KERAS",
-    "KerasExecutor",
+    "KerasBackend",
     "OptimizerHook",
     "PruningCallback",
+    "check_prunable",
     "default_prunable",
     "prunable_variables",
     "select",

@@ -1,16 +1,19 @@
 """``PruningCallback``: gradual pruning inside ``model.fit`` on any Keras 3 backend.
 
 Data flow: ``on_train_begin`` finds the prunable variables (canonical order: ``model.weights``),
-sets up masks (all kept, a sparse start, a restored state, or the zeros of a run in progress)
-and installs an ``OptimizerHook`` (capture.py) that captures gradients and keeps pruned
-entries at zero inside the compiled step. ``on_train_batch_end`` counts optimizer steps on the
-host; at an event it hands this step's weights and gradients (backend tensors) to
-``fggp_core.Pruner`` with the Keras executor, then applies the new masks to weights, the hook's
-mask variables and the optimizer's slots. ``on_train_end`` re-masks and uninstalls the hook.
+sets up masks (all kept, a sparse start, a restored state, or the zeros of a run in progress),
+follows ``optimizer.iterations`` (``Pruner.sync_step``) and installs an ``OptimizerHook``
+(capture.py) that captures gradients and keeps pruned entries at zero inside the compiled step.
+``on_train_batch_end`` counts each optimizer step (``Pruner.advance``); at an event it hands this
+step's weights and gradients (backend tensors) to ``Pruner.prune``, whose selection runs on the
+Keras backend (backend.py), then applies the new masks to weights, the hook's mask variables and
+the optimizer's slots. ``on_train_end`` re-masks and uninstalls the hook. The callback only calls
+the pruner's methods; it never assigns its fields.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,10 +24,17 @@ import numpy as np
 import fggp_core
 from fggp_core import ConfigError, EventReport, InputMismatchError, Method, Pruner, Schedule, SparseStart
 
+from .backend import KERAS
 from .capture import OptimizerHook, hook_of
-from .executor import KERAS
 
-__all__ = ["PruningCallback", "default_prunable", "prunable_variables"]
+__all__ = [
+    "PruningCallback",
+    "check_prunable",
+    "default_prunable",
+    "prunable_variables",
+    "sparsity_report",
+    "strip_pruning",
+]
 
 PRUNABLE_LAYERS = (
     keras.layers.Dense,
@@ -36,51 +46,102 @@ PRUNABLE_LAYERS = (
     keras.layers.Conv2DTranspose,
     keras.layers.Conv3DTranspose,
 )
-Prunable = Callable[[Any], bool] | Sequence[str] | None
+Predicate = Callable[[str, Any], bool]
+Prunable = Predicate | Callable[[Any], bool] | Sequence[str] | None
+_ALLOWED = (
+    "None (the kernels of Dense, EinsumDense and Conv*/Conv*Transpose layers), a list of variable paths "
+    "(variable.path), or a predicate (path, variable) -> bool"
+)
 
 
 def default_prunable(model: keras.Model) -> set[int]:
-    """ids of the kernels of the model's Dense, EinsumDense and Conv* layers (never biases)."""
-    layers = model._flatten_layers(include_self=False)
-    return {id(layer.kernel) for layer in layers if isinstance(layer, PRUNABLE_LAYERS)}
+    """ids of the trainable kernels of the model's Dense, EinsumDense and Conv* layers.
+
+    Never biases, normalisation parameters or embeddings (``Embedding`` is not in the set).
+    """
+    kernels = set()
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, PRUNABLE_LAYERS):
+            kernel = getattr(layer, "_kernel", None)  # Dense/EinsumDense keep the variable here (kernel may add LoRA)
+            kernel = getattr(layer, "kernel", None) if kernel is None else kernel
+            if isinstance(kernel, keras.Variable) and kernel.trainable:
+                kernels.add(id(kernel))
+    return kernels
+
+
+def _arity(predicate: Callable[..., Any]) -> int:
+    """2 for ``(path, variable) -> bool``, 1 for the old ``variable -> bool``, 0 for neither."""
+    try:
+        signature = inspect.signature(predicate)
+    except (TypeError, ValueError):  # no signature (some builtins): take it as the current form
+        return 2
+    for arity in (2, 1):
+        try:
+            signature.bind(*range(arity))
+            return arity
+        except TypeError:
+            continue
+    return 0
+
+
+def check_prunable(prunable: object) -> Predicate | list[str] | None:
+    """``prunable`` as None, a list of paths or a two-argument predicate; ConfigError otherwise.
+
+    A one-argument predicate ``variable -> bool`` (the old form) still works, with a
+    ``DeprecationWarning``.
+    """
+    if prunable is None:
+        return None
+    if isinstance(prunable, (list, tuple)) and all(isinstance(p, str) for p in prunable):
+        return list(prunable)
+    if callable(prunable) and not isinstance(prunable, type):
+        arity = _arity(prunable)
+        if arity == 2:
+            return prunable  # type: ignore[return-value]
+        if arity == 1:
+            warnings.warn(
+                "fggp: prunable=variable -> bool is deprecated; pass prunable=(path, variable) -> bool",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            old = prunable
+
+            def predicate(path: str, variable: Any) -> bool:
+                return old(variable)  # type: ignore[call-arg]
+
+            return predicate
+    raise ConfigError("prunable", prunable, f"must be {_ALLOWED}")
 
 
 def prunable_variables(model: keras.Model, prunable: Prunable = None) -> dict[str, Any]:
     """path -> variable for the prunable variables of ``model``, in ``model.weights`` order.
 
-    ``prunable``: None (default kernels), a predicate ``variable -> bool``, or a list of
-    variable paths (``variable.path``, e.g. "sequential/dense/kernel"). Raises ConfigError for
-    an unknown path, a non-trainable or non-float variable, or when nothing is prunable.
+    ``prunable``: None (the default set: trainable kernels of Dense, EinsumDense and
+    Conv1D/2D/3D(Transpose) layers; Embedding excluded), a list of variable paths
+    (``variable.path``, e.g. "sequential/dense/kernel"), or a predicate
+    ``(path, variable) -> bool``. Raises ConfigError for an unknown path, a non-trainable or
+    non-float chosen variable, or when nothing is prunable.
     """
+    prunable = check_prunable(prunable)
     weights = {v.path: v for v in model.weights}
     if prunable is None:
         kernels = default_prunable(model)
         chosen = {p: v for p, v in weights.items() if id(v) in kernels}
     elif callable(prunable):
-        chosen = {p: v for p, v in weights.items() if prunable(v)}
+        chosen = {p: v for p, v in weights.items() if prunable(p, v)}
     else:
         unknown = [p for p in prunable if p not in weights]
         if unknown:
             raise ConfigError("prunable", unknown, f"must be variable paths of the model, e.g. {list(weights)[:4]}")
         chosen = {p: v for p, v in weights.items() if p in set(prunable)}
     if not chosen:
-        raise ConfigError(
-            "prunable", prunable, "matched no variable of the model (default: Dense/EinsumDense/Conv* kernels)"
-        )
+        raise ConfigError("prunable", prunable, f"matched no variable of the model; allowed: {_ALLOWED}")
     for path, v in chosen.items():
         if not v.trainable:
             raise ConfigError("prunable", path, "must be trainable variables (the optimizer updates them)")
         if keras.backend.standardize_dtype(v.dtype) not in fggp_core.FLOAT_DTYPES:
             raise ConfigError("prunable", path, f"has dtype {v.dtype}; allowed: {fggp_core.FLOAT_DTYPES}")
     return chosen
-
-
-def _check_prunable(prunable: object) -> Prunable:
-    if prunable is None or callable(prunable):
-        return prunable  # type: ignore[return-value]
-    if isinstance(prunable, (list, tuple)) and all(isinstance(p, str) for p in prunable):
-        return list(prunable)
-    raise ConfigError("prunable", prunable, "None, a predicate variable -> bool, or a list of variable paths")
 
 
 @keras.saving.register_keras_serializable(package="fggp")
@@ -107,9 +168,9 @@ class PruningCallback(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self.pruner = Pruner(
-            method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, executor=KERAS
+            method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, backend=KERAS
         )
-        self.prunable = _check_prunable(prunable)
+        self.prunable = check_prunable(prunable)
         if sparse_start is not None and not isinstance(sparse_start, SparseStart):
             raise ConfigError("sparse_start", sparse_start, "must be None or SparseStart(sparsity, distribution, seed)")
         self.sparse_start = sparse_start
@@ -202,17 +263,17 @@ class PruningCallback(keras.callbacks.Callback):
             if self.pruner.method.needs_grads:
                 self._abort()
                 raise ConfigError("schedule", schedule, f"an event at step 0 has no gradients for {self.pruner.method}")
-            self._event(first=True)
+            self._event()
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._hook is not None and self._hook.capture:
             self._use_step(capture=self.pruner.schedule.is_event(self.pruner.step + 1))
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if not self.pruner.schedule.is_event(self.pruner.step + 1):
-            self.pruner.step += 1
-            return
-        self._event()
+        # The optimizer step happened: it counts even if the event after it fails, as
+        # optimizer.iterations does (a later fit resumes from there).
+        if self.pruner.advance():
+            self._event()
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self._hook is None:
@@ -227,10 +288,8 @@ class PruningCallback(keras.callbacks.Callback):
         if self._restored:
             self._check_names()
         elif not self.pruner.masks or list(self.pruner.masks) != list(self.variables):
-            self.pruner.init_masks(weights, self.sparse_start)
-            if iterations > 0 and self.sparse_start is None:
-                # Joining a run in progress without a saved state: zeros are what was pruned.
-                self.pruner.masks = {p: keras.ops.not_equal(w, 0) for p, w in weights.items()}
+            # Joining a run in progress (iterations > 0) without a saved state: zeros are what was pruned.
+            self.pruner.init_masks(weights, self.sparse_start, from_zeros=iterations > 0)
         if self._restored and self.pruner.step != iterations:
             warnings.warn(
                 f"fggp: restored pruning state is at step {self.pruner.step}, the optimizer at {iterations}; "
@@ -238,7 +297,7 @@ class PruningCallback(keras.callbacks.Callback):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        self.pruner.step = iterations
+        self.pruner.sync_step(iterations)
         self._restored = False
 
     def _check_names(self) -> None:
@@ -247,14 +306,15 @@ class PruningCallback(keras.callbacks.Callback):
                 f"state masks {list(self.pruner.masks)} differ from the prunable variables {list(self.variables)}"
             )
 
-    def _event(self, first: bool = False) -> None:
-        """Select with this step's gradients and updated weights; apply or leave all untouched."""
+    def _event(self) -> None:
+        """Select with this step's gradients and updated weights; apply or leave all untouched.
+
+        Runs the event of the pruner's current step (``advance`` already counted the step)."""
         model, hook = self.model, self._hook
         if hasattr(model, "jax_state_sync"):
             model.jax_state_sync()  # the jitted step's state back into the variables
         weights = {p: v.value for p, v in self.variables.items()}
         grads = None
-        step = self.pruner.step
         try:
             if self.pruner.method.needs_grads:
                 iterations = int(keras.ops.convert_to_numpy(self._hook.optimizer.iterations))  # type: ignore[union-attr]
@@ -267,9 +327,8 @@ class PruningCallback(keras.callbacks.Callback):
                         "(Magnitude, GlobalMP, Random)",
                     )
                 grads = {p: g.value for p, g in zip(self.variables, hook.grads)}  # type: ignore[union-attr]
-            report = self.pruner.prune(weights, grads) if first else self.pruner.on_step(weights, grads)
+            report = self.pruner.prune(weights, grads)
         except Exception:
-            self.pruner.step = step
             self._abort()
             raise
         self.events.append(report)
@@ -332,7 +391,7 @@ def strip_pruning(model: keras.Model) -> keras.Model:
 def sparsity_report(model: keras.Model, prunable: Prunable = None) -> dict[str, dict[str, float]]:
     """Per prunable variable of any model (no fggp state needed): ``size``, ``zeros``, ``density``."""
     report = {}
-    for path, v in prunable_variables(model, _check_prunable(prunable)).items():
+    for path, v in prunable_variables(model, prunable).items():
         values = np.asarray(keras.ops.convert_to_numpy(v.value))
         zeros = int(values.size - np.count_nonzero(values))
         report[path] = {"size": int(values.size), "zeros": zeros, "density": 1.0 - zeros / max(1, values.size)}

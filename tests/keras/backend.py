@@ -1,4 +1,4 @@
-"""The Keras backend of the cross-backend harness: fggp.keras.select on Keras tensors.
+"""The Keras backend of the cross-backend harness: fggp.keras.select and KerasBackend on Keras tensors.
 
 The Keras backend is the process's KERAS_BACKEND (tensorflow, jax or torch); tests/run.sh runs
 these parameters once per backend. JAX holds float64 only when x64 is enabled, so DTYPES
@@ -74,3 +74,10 @@ def select(method, weights, grads, masks, k, *, scope="global", step=None):
     import fggp.keras
 
     return fggp.keras.select(method, weights, grads, masks, k, scope=scope, step=step)
+
+
+def backend():
+    """The primitives under test: ``fggp.keras.KERAS`` (keras.ops on the process's Keras backend)."""
+    from fggp.keras import KERAS
+
+    return KERAS

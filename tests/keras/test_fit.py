@@ -17,18 +17,17 @@ JIT = [False, True] if BACKEND == "tensorflow" else ["auto"]
 def spy_events(cb: fggp.keras.PruningCallback) -> list[dict]:
     """Record, at every event, the host copies of what the pruner got and what it chose."""
     records = []
-    on_step = cb.pruner.on_step
+    prune = cb.pruner.prune
 
     def recording(weights, grads=None):
         host = {n: np.array(keras.ops.convert_to_numpy(w)) for n, w in weights.items()}
         hgrads = None if grads is None else {n: np.array(keras.ops.convert_to_numpy(g)) for n, g in grads.items()}
-        before, step = cb.masks, cb.pruner.step + 1
-        report = on_step(weights, grads)
-        if report is not None:
-            records.append(dict(step=step, weights=host, grads=hgrads, before=before, k=report.k, after=cb.masks))
+        before, step = cb.masks, cb.pruner.step
+        report = prune(weights, grads)
+        records.append(dict(step=step, weights=host, grads=hgrads, before=before, k=report.k, after=cb.masks))
         return report
 
-    cb.pruner.on_step = recording
+    cb.pruner.prune = recording  # the callback runs every event through Pruner.prune
     return records
 
 
