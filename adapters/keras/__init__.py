@@ -26,7 +26,7 @@ selects, and assigns masked weights, masks and masked optimizer slots (momentum,
 EMA). ``on_train_end`` restores the optimizer, so a saved ``.keras`` file is plain Keras.
 """
 
-from .backend import KERAS, KerasBackend, select
+from .backend import KERAS, KerasBackend
 from .callback import (
     PruningCallback,
     check_prunable,
@@ -36,6 +36,7 @@ from .callback import (
     strip_pruning,
 )
 from .capture import OptimizerHook
+from .selection import select
 
 __all__ = [
     "KERAS",
