@@ -339,6 +339,28 @@ def select(
     is its old name). The inputs are never modified.
     """
     be = executor if executor is not None else backend
+    names, groups, rate = check_problem(be, method, weights, grads, masks, k, scope, step)
+    w = [weights[n] for n in names]
+    g = None if grads is None or not method.needs_grads else [grads[n] for n in names]
+    m = [masks[n] for n in names]
+    ks = [(group, be.scalar(count, m[group[0]])) for group, count in groups]
+    new, status = run_groups(be, method, w, g, m, ks, rate=rate, step=step)
+    raise_failure(status, names, method, k, scope)
+    return {n: be.unflat(x, be.shape(masks[n])) for n, x in zip(names, new)}
+
+
+def check_problem(
+    be: Backend,
+    method: Method,
+    weights: Mapping[str, Any],
+    grads: Mapping[str, Any] | None,
+    masks: Mapping[str, Any],
+    k: int | Mapping[str, int],
+    scope: str,
+    step: int | None,
+) -> tuple[list[str], list[tuple[list[int], int]], float]:
+    """The host checks of every entry point (``select``, ``fggp.jax.select_jit``): the canonical
+    names, the selection groups (tensor indices, count) and the method's rate at ``step``."""
     names = validate(be, method, weights, grads, masks, scope)
     groups = groups_of(names, scope, k)
     for group, count in groups:  # checked on the host first, with the argument's own name
@@ -346,13 +368,11 @@ def select(
         if count > n_active:
             argument = "k" if scope == "global" else f"k[{names[group[0]]!r}]"
             raise UnreachableTargetError(f"{argument}={count} exceeds the {n_active} active entries it can prune")
-    rate = method.rate_at(step)  # an annealed rate without a step is a ConfigError, raised here
-    w = [weights[n] for n in names]
-    g = None if grads is None or not method.needs_grads else [grads[n] for n in names]
-    m = [masks[n] for n in names]
-    ks = [(group, be.scalar(count, m[group[0]])) for group, count in groups]
-    new, status = run_groups(be, method, w, g, m, ks, rate=rate, step=step)
+    return names, groups, method.rate_at(step)  # an annealed rate without a step is a ConfigError
+
+
+def raise_failure(status: Status, names: Sequence[str], method: Method, k: int | Mapping[str, int], scope: str) -> None:
+    """Raise the exception of a failed ``run_groups`` status (with the failing group's ``k``)."""
     if int(status.code) != OK:
         group_k = k if scope == "global" else k[names[int(status.tensor)]]  # type: ignore[index]
         raise_status(status, names, method, group_k)
-    return {n: be.unflat(x, be.shape(masks[n])) for n, x in zip(names, new)}

@@ -19,9 +19,8 @@ import numpy as np
 
 import fggp_core
 from fggp_core.backend import NUMPY
-from fggp_core.errors import UnreachableTargetError
 from fggp_core.methods import Method
-from fggp_core.selection import OK, Status, groups_of, raise_status, random_scores, run_groups, validate
+from fggp_core.selection import Status, check_problem, raise_failure, random_scores, run_groups
 
 from .backend import JAX, count_dtype, rate_bits
 
@@ -119,20 +118,11 @@ def select_jit(
     and step of the same shapes and method.
     """
     weights, grads, masks = _arrays(weights), _arrays(grads), _arrays(masks)
-    names = validate(JAX, method, weights, grads, masks, scope)  # type: ignore[arg-type]
-    groups = groups_of(names, scope, k)
-    for group, count in groups:  # as the core: checked on the host, with the argument's own name
-        n_active = sum(int(JAX.count(masks[names[i]])) for i in group)  # type: ignore[index]
-        if count > n_active:
-            argument = "k" if scope == "global" else f"k[{names[group[0]]!r}]"
-            raise UnreachableTargetError(f"{argument}={count} exceeds the {n_active} active entries it can prune")
-    rate = method.rate_at(step)  # an annealed rate without a step: the core's ConfigError, raised here
+    names, groups, rate = check_problem(JAX, method, weights, grads, masks, k, scope, step)  # type: ignore[arg-type]
     run = _compiled(json.dumps(method.to_config(), sort_keys=True), scope)
     w = [weights[n] for n in names]  # type: ignore[index]
     g = None if grads is None or not method.needs_grads else [grads[n] for n in names]
     ks = np.asarray([count for _, count in groups], np.dtype(count_dtype()))
     new, status = run(w, g, [masks[n] for n in names], ks, rate_bits(rate), np.int32(step or 0))  # type: ignore[index]
-    if int(status.code) != OK:
-        group_k = k if scope == "global" else k[names[int(status.tensor)]]  # type: ignore[index]
-        raise_status(status, names, method, group_k)
+    raise_failure(status, names, method, k, scope)
     return dict(zip(names, new))
