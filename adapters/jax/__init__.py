@@ -11,7 +11,7 @@
 from .backend import JAX, JaxBackend
 from .report import apply_masks, check, layer_report, masks, skipped_events, sparsity
 from .selection import run_traced, select, select_jit
-from .transform import PruneState, leaf_names, wrap
+from .transform import PruneState, leaf_names, migrate_state, wrap
 
 __all__ = [
     "JAX",
@@ -22,6 +22,7 @@ __all__ = [
     "layer_report",
     "leaf_names",
     "masks",
+    "migrate_state",
     "run_traced",
     "select",
     "select_jit",

@@ -51,7 +51,7 @@ from fggp_core.selection import OK, check_counts, raise_status
 from .backend import JAX, count_dtype, rate_bits
 from .selection import run_traced
 
-__all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable"]
+__all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable", "migrate_state"]
 
 Prunable = Callable[[str, Any], bool] | Collection[str] | Any | None
 
@@ -78,7 +78,8 @@ class PruneState(NamedTuple):
     (int32). ``last_skip``: the latest skipped event as ``[step, code, tensor, count, stage,
     k]`` in the count type (int32, int64 under x64): code 1 non-finite score, 2 unreachable
     target; ``tensor`` indexes the prunable leaves; ``stage`` the method's ``plan()``; ``k``
-    the failed group's count. ``method``: static, no leaves.
+    the failed group's count. ``method``: static, no leaves (None in a state saved by fggp
+    0.1.0, whose ``last_skip`` had 5 entries: ``migrate_state`` upgrades it).
     """
 
     inner: Any
@@ -86,7 +87,7 @@ class PruneState(NamedTuple):
     masks: Any
     skipped: jax.Array
     last_skip: jax.Array
-    method: MethodConfig
+    method: MethodConfig | None = None
 
 
 def _is_none(x: Any) -> bool:
@@ -219,6 +220,11 @@ def wrap(
     def update(updates: Any, state: PruneState, params: Any = None) -> tuple[Any, PruneState]:
         if params is None:
             raise ConfigError("params", None, "fggp.jax.wrap needs params: call tx.update(grads, opt_state, params)")
+        if state.method is None or jnp.shape(state.last_skip) != (6,):
+            raise ConfigError(
+                "opt_state", "a PruneState saved by fggp 0.1.0",
+                "upgrade it once with opt_state = fggp.jax.migrate_state(opt_state, method) (same masks and step)",
+            )
         treedef, mask_leaves, chosen = _aligned(params, state.masks)
         p_leaves = treedef.flatten_up_to(params)
         g_leaves = treedef.flatten_up_to(updates)
@@ -339,3 +345,19 @@ def _mask_params_like(tree: Any, treedef: Any, mask_leaves: list[Any]) -> Any:
         return treedef.unflatten(leaves)
 
     return jax.tree.map(mask, tree, is_leaf=params_like)
+
+
+def migrate_state(opt_state: Any, method: Method) -> Any:
+    """``opt_state`` with every fggp 0.1.0 ``PruneState`` upgraded: ``last_skip`` gets the
+    failed group's ``k`` (0: unknown) and the state records ``method``'s config. Masks, step
+    counter, skip count and inner state are kept as they are; current states pass unchanged."""
+
+    def upgrade(x: Any) -> Any:
+        if not isinstance(x, PruneState) or (x.method is not None and jnp.shape(x.last_skip) == (6,)):
+            return x
+        last = jnp.asarray(x.last_skip)
+        last = jnp.concatenate([last, jnp.zeros(6 - last.shape[0], last.dtype)]) if last.shape[0] < 6 else last
+        config = MethodConfig(json.dumps(method.to_config(), sort_keys=True))
+        return x._replace(last_skip=last.astype(count_dtype()), method=config)
+
+    return jax.tree.map(upgrade, opt_state, is_leaf=lambda x: isinstance(x, PruneState))

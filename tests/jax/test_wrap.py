@@ -246,3 +246,26 @@ def test_bad_prunable_values_raise_config_errors_naming_the_argument():
         _prunable_paths(3, params)
     with pytest.raises(F.ConfigError, match="selects no leaf"):
         _prunable_paths([], params)
+
+
+def test_a_state_saved_by_0_1_0_is_refused_clearly_and_migrates_to_the_same_run():
+    """0.1.0's PruneState had no ``method`` and a 5-entry ``last_skip``: update says how to
+    upgrade, and ``migrate_state`` continues the run exactly."""
+    params, (x, y) = init_params(), batch()
+    tx = fj.wrap(optax.sgd(0.1), F.FGGP(0.5), SCHEDULE)
+    step = train_step(tx)
+    state = tx.init(params)
+    for _ in range(7):
+        params, state = step(params, state, x, y)
+    old = jax.tree.map(
+        lambda s: s._replace(last_skip=jnp.zeros(5, jnp.int32), method=None),
+        state, is_leaf=lambda s: isinstance(s, fj.PruneState),
+    )
+    with pytest.raises(F.ConfigError, match="migrate_state"):
+        step(params, old, x, y)
+    p_new, s_new = params, fj.migrate_state(old, F.FGGP(0.5))
+    p_ref, s_ref = params, state
+    for _ in range(9):
+        p_new, s_new = step(p_new, s_new, x, y)
+        p_ref, s_ref = step(p_ref, s_ref, x, y)
+    assert_same_masks(kernels(fj.masks(s_new)), {n: np.asarray(m) for n, m in kernels(fj.masks(s_ref)).items()})
