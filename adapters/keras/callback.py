@@ -13,7 +13,6 @@ the pruner's methods; it never assigns its fields.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 import fggp_core
 from fggp_core import ConfigError, EventReport, InputMismatchError, Method, Pruner, Schedule, SparseStart
+from fggp_core.prunable import predicate_arity
 
 from .backend import KERAS
 from .capture import OptimizerHook, hook_of
@@ -69,21 +69,6 @@ def default_prunable(model: keras.Model) -> set[int]:
     return kernels
 
 
-def _arity(predicate: Callable[..., Any]) -> int:
-    """2 for ``(path, variable) -> bool``, 1 for the old ``variable -> bool``, 0 for neither."""
-    try:
-        signature = inspect.signature(predicate)
-    except (TypeError, ValueError):  # no signature (some builtins): take it as the current form
-        return 2
-    for arity in (2, 1):
-        try:
-            signature.bind(*range(arity))
-            return arity
-        except TypeError:
-            continue
-    return 0
-
-
 def check_prunable(prunable: object) -> Predicate | list[str] | None:
     """``prunable`` as None, a list of paths or a two-argument predicate; ConfigError otherwise.
 
@@ -95,7 +80,7 @@ def check_prunable(prunable: object) -> Predicate | list[str] | None:
     if isinstance(prunable, (list, tuple)) and all(isinstance(p, str) for p in prunable):
         return list(prunable)
     if callable(prunable) and not isinstance(prunable, type):
-        arity = _arity(prunable)
+        arity = predicate_arity(prunable)
         if arity == 2:
             return prunable  # type: ignore[return-value]
         if arity == 1:

@@ -7,7 +7,6 @@ requires grad: never embeddings, biases or normalisation parameters, never froze
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -16,6 +15,7 @@ from torch import nn
 
 from fggp_core.backend import FLOAT_DTYPES
 from fggp_core.errors import ConfigError
+from fggp_core.prunable import predicate_arity
 
 __all__ = ["PRUNABLE_LAYERS", "PrunableSpec", "UNSET", "prunable_parameters", "prunable_from_alias", "check_optimizer"]
 
@@ -61,17 +61,6 @@ def _default_ids(model: nn.Module) -> set[int]:
     }
 
 
-def _check_predicate(predicate: Callable, argument: str) -> None:
-    try:
-        inspect.signature(predicate).bind("name", None)
-    except TypeError:
-        raise ConfigError(
-            argument, predicate, "a predicate takes two arguments (name, parameter) and returns a bool"
-        ) from None
-    except ValueError:  # no signature to inspect (some builtins): calling it will tell
-        pass
-
-
 def prunable_parameters(
     model: nn.Module, prunable: PrunableSpec = None, *, argument: str = "prunable"
 ) -> dict[str, nn.Parameter]:
@@ -89,7 +78,9 @@ def prunable_parameters(
         ids = _default_ids(model)
         chosen = [n for n, p in named.items() if id(p) in ids]
     elif callable(prunable):
-        _check_predicate(prunable, argument)
+        if predicate_arity(prunable) != 2:
+            allowed = "a predicate takes two arguments (name, parameter) and returns a bool"
+            raise ConfigError(argument, prunable, allowed)
         chosen = [n for n, p in named.items() if prunable(n, p)]
     elif isinstance(prunable, (str, bytes)) or not isinstance(prunable, Iterable):
         raise ConfigError(argument, prunable, _ALLOWED)
