@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fggp", description="Gradual pruning experiments (FGGP, GMP, Global MP, ...) with PyTorch."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,run,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,run,report,inspect,export}")
     demo = commands.add_parser(
         "demo", help="the embedded demo: digits, small CNN, dense/FGGP/GMP/Global MP at 90/95/98 %%, 5 seeds",
         description="Train the small CNN on scikit-learn's 8x8 digits dense and with FGGP, GMP and Global MP "
@@ -182,7 +182,41 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", default="fggp-report", help="folder for the merged results and plots (default: fggp-report)"
     )
+    inspect = commands.add_parser(
+        "inspect", help="per-tensor table of a checkpoint: shape, entries, sparsity, bytes as stored",
+        description="Show every tensor of a .pt/.pth state dict, .keras model, .safetensors file (dense or fggp "
+        "sparse) or .npz archive: shape, entries, sparsity (entries that are +0.0, or masked out in an fggp sparse "
+        "file) and bytes as stored, with totals.",
+    )  # fmt: skip
+    inspect.add_argument("file", metavar="FILE")
+    inspect.add_argument("--json", action="store_true", help="print the table as JSON")
+    export = commands.add_parser(
+        "export", help="convert a dense checkpoint to the fggp sparse format (.safetensors)",
+        description="Write the tensors of a .pt/.pth state dict, .keras model or .npz archive to OUT in the fggp "
+        "sparse format (docs/sparse-format.md): each floating tensor that is smaller so as a bit mask plus its "
+        "kept values, exactly; the rest dense. Load it with fggp.load_sparse or an adapter's load_sparse.",
+    )  # fmt: skip
+    export.add_argument("source", metavar="IN")
+    export.add_argument("target", metavar="OUT", help="the .safetensors file to write (replaced atomically)")
     return parser
+
+
+def files_command(args: argparse.Namespace) -> int:
+    """``fggp inspect`` and ``fggp export``."""
+    import json
+
+    from .files import export_file, format_records, inspect_file
+
+    if args.command == "inspect":
+        info = inspect_file(args.file)
+        print(json.dumps(info, indent=1) if args.json else format_records(info))
+        return 0
+    info = export_file(args.source, args.target)
+    total = info["totals"]
+    print(f"wrote {args.target}: {total['tensors']} tensors ({total['sparse_tensors']} sparse), "
+          f"{info['file_bytes']} bytes ({100 * info['file_bytes'] / max(total['dense_bytes'], 1):.1f} % of the "
+          f"{total['dense_bytes']} bytes of dense tensor data)")  # fmt: skip
+    return 0
 
 
 def settings_from(args: argparse.Namespace, base: dict[str, Any]) -> Settings:
@@ -281,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "report":
             return report(args.folders, args.out)
+        if args.command in ("inspect", "export"):
+            return files_command(args)
         base = DEMO if args.command == "demo" else {}
         settings = settings_from(args, base)
         return run_grid(settings, args.out, resume=args.resume, overwrite=args.overwrite)

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from fggp_core.backend import INF_KEY
+from fggp_core.backend import INF_KEY, OneDevice
 
 _KEYS = {"float32": np.int32, "float64": np.int64}
 
 
-class ArrayAPIBackend:
+class ArrayAPIBackend(OneDevice):
     """``fggp_core.Backend`` over the arrays of the Array API namespace ``xp``."""
 
     name = "array-api"
@@ -123,5 +123,3 @@ class ArrayAPIBackend:
         xp = self.xp
         return mask & (xp.cumulative_sum(xp.astype(mask, xp.int64)) <= r) if math.prod(mask.shape) else mask
 
-    def reduce(self, x: Any) -> Any:
-        return x

@@ -7,7 +7,19 @@ translate framework tensors to and from it.
 from .backend import FLOAT_DTYPES, NUMPY, Backend, NumpyBackend, score_dtype
 from .distribution import DISTRIBUTIONS, SparseStart, layer_sparsities, layer_targets, random_masks
 from .errors import ConfigError, FGGPError, InputMismatchError, NonFiniteScoreError, UnreachableTargetError
-from .methods import FGGP, GlobalMP, Gradient, Magnitude, Method, Random, Stage, Taylor, TwoStage, method_from_config
+from .methods import (
+    FGGP,
+    GlobalMP,
+    Gradient,
+    GraNet,
+    Magnitude,
+    Method,
+    Random,
+    Stage,
+    Taylor,
+    TwoStage,
+    method_from_config,
+)
 from .pruner import EventReport, EventTable, Pruner, event_table
 from .schedule import (
     CallableSchedule,
@@ -16,6 +28,7 @@ from .schedule import (
     OneShotSchedule,
     PolynomialSchedule,
     Schedule,
+    TfmotPolynomialDecay,
     rate_from_config,
     schedule_from_config,
 )
@@ -39,6 +52,7 @@ __all__ = [
     "FixedRate",
     "GlobalMP",
     "Gradient",
+    "GraNet",
     "InputMismatchError",
     "Magnitude",
     "Method",
@@ -53,6 +67,7 @@ __all__ = [
     "Status",
     "SparseStart",
     "Taylor",
+    "TfmotPolynomialDecay",
     "TwoStage",
     "UnreachableTargetError",
     "event_table",

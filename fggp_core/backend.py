@@ -11,7 +11,10 @@ A backend is one small class: the same primitives with the same meaning on every
   integers: ``max_count`` says how far they go). The algorithm never turns them into Python
   ints, so it runs unchanged eagerly and under ``jax.jit``.
 - **Histograms** of key digits are sums, so per-tensor (and per-shard) histograms add up:
-  ``reduce`` is the identity on one device and an all-reduce (sum) across devices.
+  ``reduce`` adds them over tensors (and, for sharded tensors, over devices with one
+  all-reduce); ``tally`` gives per-tensor counts and, for ties in canonical order, the part
+  of each count held by devices with earlier blocks of the tensor. On one device both are
+  plain sums (``OneDevice``), and these two are the only places where devices talk.
 - Every primitive returns a new array or scalar unless it says it may reuse its input.
 """
 
@@ -32,6 +35,7 @@ __all__ = [
     "score_dtype",
     "key_bits",
     "split_flat",
+    "OneDevice",
 ]
 
 # Names of the floating dtypes fggp accepts, on every backend (bfloat16 via ml_dtypes in NumPy).
@@ -126,11 +130,28 @@ class Backend(Protocol):
     def first_true(self, mask: Any, r: Any) -> Any:
         """``mask`` with only its first ``r`` True entries kept (``r <= 0``: none); may reuse ``mask``."""
 
-    def reduce(self, x: Any) -> Any:
-        """Sum over the devices holding parts of the problem: the identity on one device."""
+    def reduce(self, values: Sequence[Any], tensors: Sequence[int]) -> Any:
+        """The sum of per-tensor ``values`` (counts or histograms, one per tensor of ``tensors``,
+        canonical indices) over the tensors and over the devices holding blocks of them, each
+        tensor's entries counted once (a replicated block is not added twice)."""
+
+    def tally(self, counts: Sequence[Any], tensors: Sequence[int]) -> tuple[list[Any], list[Any]]:
+        """Per tensor of ``tensors``: the ``counts`` summed over the devices holding its blocks,
+        and the part of that sum on devices whose block comes earlier in the tensor's C order
+        (0 on one device). One collective for all tensors."""
 
 
-class NumpyBackend:
+class OneDevice:
+    """``reduce`` and ``tally`` where every tensor is whole on one device: plain sums."""
+
+    def reduce(self, values: Sequence[Any], tensors: Sequence[int]) -> Any:
+        return sum(values[1:], values[0])
+
+    def tally(self, counts: Sequence[Any], tensors: Sequence[int]) -> tuple[list[Any], list[Any]]:
+        return list(counts), [0] * len(counts)
+
+
+class NumpyBackend(OneDevice):
     """The reference backend. Memory-lean: per-entry temporaries are bool, in place, or per block."""
 
     name = "numpy"
@@ -237,9 +258,6 @@ class NumpyBackend:
                 return mask
             seen += c
         return mask
-
-    def reduce(self, x: Any) -> Any:
-        return x
 
 
 NUMPY = NumpyBackend()

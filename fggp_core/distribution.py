@@ -54,9 +54,18 @@ def layer_sparsities(shapes: Shapes, sparsity: float, distribution: str = "unifo
     return {n: 0.0 if n in dense else max(0.0, 1.0 - eps * raw[n]) for n in shapes}
 
 
-def layer_targets(shapes: Shapes, sparsity: float, distribution: str = "uniform") -> dict[str, int]:
-    """Per-tensor pruned counts ``round(n_l * s_l)``."""
-    return {n: round(_size(shapes[n]) * s) for n, s in layer_sparsities(shapes, sparsity, distribution).items()}
+def layer_targets(
+    shapes: Shapes, sparsity: float, distribution: str = "uniform", allow_empty: bool = False
+) -> dict[str, int]:
+    """Per-tensor pruned counts ``min(round(n_l * s_l), n_l - 1)``: every non-empty tensor keeps at
+    least one entry (as tensorflow-model-optimization and jaxpruner do; a deviation from plain
+    ``round(n_l * s_l)``, which empties a 2-entry tensor from 75 %). ``allow_empty=True``: plain
+    ``round(n_l * s_l)``, a tensor may be pruned entirely."""
+    out = {}
+    for n, s in layer_sparsities(shapes, sparsity, distribution).items():
+        size = _size(shapes[n])
+        out[n] = round(size * s) if allow_empty else min(round(size * s), max(size - 1, 0))
+    return out
 
 
 @dataclass(frozen=True)

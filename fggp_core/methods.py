@@ -29,6 +29,8 @@ __all__ = [
     "TwoStage",
     "FGGP",
     "GlobalMP",
+    "GraNet",
+    "GLOBAL_MP_RULES",
     "method_from_config",
     "SCORES",
     "Stage",
@@ -44,8 +46,12 @@ class Stage:
 
     ``score``: "magnitude", "gradient", "taylor" or "random". ``size``: "k" (the count to
     prune), "pool" (``min(max(k, floor(rate * |A|)), |A|)``), "extra" (``k + floor(rate *
-    (|A| - k))``) or "reserve" (per tensor, ``active_l - min(M, active_l)``: GlobalMP's
-    minimum threshold, selected within each tensor).
+    (|A| - k))``), "reserve" (per tensor, ``active_l - min(M, active_l)``: GlobalMP's
+    minimum threshold, selected within each tensor), "gupta" (GlobalMP's ``rule="gupta"``: per
+    tensor, the counts of the authors' clamp-and-redistribute rule, selected within each tensor)
+    or "regrow" (GraNet: after the other stages, per tensor ``ceil(rate * kept_l)`` more kept
+    entries are pruned by this score's smallest and as many pruned entries regrown by the largest
+    |g|; run by ``selection.regrow``, not by ``prune_group``).
     """
 
     score: str
@@ -53,7 +59,7 @@ class Stage:
 
     @property
     def per_tensor(self) -> bool:
-        return self.size == "reserve"
+        return self.size in ("reserve", "gupta")
 
 
 class Method:
@@ -61,6 +67,7 @@ class Method:
 
     name = "method"
     needs_grads = False
+    regrows = False  # True: an event may turn pruned entries back on (GraNet)
 
     def plan(self) -> tuple[Stage, ...]:
         """The stages of this method's selection (value-independent)."""
@@ -73,6 +80,11 @@ class Method:
     def reserve_count(self, n_total: int) -> int:
         """Entries each tensor keeps in a "reserve" stage, for ``n_total`` prunable entries."""
         return 0
+
+    def event_rate(self, step: int | None) -> float:
+        """The float64 the selection receives as its rate at ``step`` (``rate_at``, except where a
+        method needs another form of it, e.g. GraNet's negated rate)."""
+        return self.rate_at(step)
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -184,38 +196,101 @@ class FGGP(TwoStage):
         return {"name": self.name, "rate": self.rate}
 
 
-class GlobalMP(Method):
-    """Global magnitude pruning with a minimum threshold (Gupta et al.).
+GLOBAL_MP_RULES = ("reserve", "gupta")
 
-    Each tensor first reserves ``min(M, active_l)`` entries, its largest |w| (ties to the
-    higher index); the ``k`` smallest |w| among the rest are pruned, over all tensors.
+
+class GlobalMP(Method):
+    """Global magnitude pruning with a minimum threshold M (Gupta et al. 2022, "MT").
+
+    ``rule="reserve"`` (default, fggp's own rule, not the authors'): each tensor first reserves
+    ``min(M, active_l)`` entries, its largest |w| (ties to the higher index); the ``k`` smallest
+    |w| among the rest are pruned, over all tensors. Exactly ``k`` are pruned.
+
+    ``rule="gupta"``: the authors' procedure (``prune_withMT.py``) in exact integer arithmetic:
+    global magnitude pruning gives per-tensor counts ``c_l``; tensors with at most M active
+    entries stay as they are; a tensor that would keep fewer than M is clamped to keep exactly
+    M, and the clamped tensors' shortfall goes to the others in proportion to ``c_l``, repeated
+    until no tensor changes; then each tensor prunes ``floor(c_l * R / C)`` (their per-layer
+    ``int()``) by its own smallest |w|. The total can fall short of ``k`` by less than one per
+    tensor. An infeasible M raises ``UnreachableTargetError`` (the authors' loop never ends).
+
     ``min_keep`` M: an int count per tensor, or a float in (0, 1) read as a fraction of N
-    (``floor(min_keep * N)``). 0 disables the threshold. Meant for global scope.
+    (``floor(min_keep * N)``; the authors' ``--min-threshold`` is a percentage: 0.05 % is
+    ``min_keep=0.0005``). Global MP never empties a tensor: an M below 1 acts as 1. Meant for
+    global scope.
     """
 
     name = "global_mp"
     score = "magnitude"
 
-    def __init__(self, min_keep: int | float = 0) -> None:
+    def __init__(self, min_keep: int | float = 0, rule: str = "reserve") -> None:
         if isinstance(min_keep, bool) or not isinstance(min_keep, numbers.Real) or min_keep < 0:
             raise ConfigError("min_keep", min_keep, "a count >= 0 or a fraction of N in [0, 1)")
         if not isinstance(min_keep, numbers.Integral) and min_keep >= 1:
             raise ConfigError("min_keep", min_keep, "a float min_keep is a fraction of N and must be < 1")
+        if rule not in GLOBAL_MP_RULES:
+            raise ConfigError("rule", rule, f"must be one of {GLOBAL_MP_RULES}")
         self.min_keep = min_keep
+        self.rule = rule
 
     def plan(self) -> tuple[Stage, ...]:
+        if self.rule == "gupta":
+            return (Stage("magnitude", "gupta"),)
         return (Stage("magnitude", "reserve"), Stage("magnitude"))
 
     def reserve_count(self, n_total: int) -> int:
         if isinstance(self.min_keep, numbers.Integral):
-            return int(self.min_keep)
-        return int(self.min_keep * n_total)  # floor: both are >= 0
+            return max(1, int(self.min_keep))
+        return max(1, int(self.min_keep * n_total))  # floor: both are >= 0
 
     def to_config(self) -> dict[str, Any]:
-        return {"name": self.name, "min_keep": self.min_keep}
+        config: dict[str, Any] = {"name": self.name, "min_keep": self.min_keep}
+        if self.rule != "reserve":  # configs saved before the option existed stay equal
+            config["rule"] = self.rule
+        return config
 
 
-_METHODS = {cls.name: cls for cls in (Magnitude, Gradient, Taylor, Random, FGGP, GlobalMP)}
+class GraNet(Method):
+    """GraNet (Liu et al., NeurIPS 2021; VITA-Group/GraNet ``sparselearning/core.py``).
+
+    At each event: prune by magnitude to the schedule's target (the pruner's scope), then per
+    tensor remove ``ceil(r(t) * kept_l)`` more kept entries by smallest |w| and regrow as many
+    among all of that tensor's pruned entries (those just removed included) by largest |g|,
+    ties to the lower index. Counts after the event are exact; masks may gain entries. Regrown
+    weights are 0 (they were pruned) and so is their optimizer state; then they train.
+    ``r(t) = minimum + (initial - minimum) * (1 + cos(pi * t / total_steps)) / 2`` (GraNet's
+    ``CosineDecay``, stepped once per optimizer step; defaults 0.5 and 0.005). ``total_steps``:
+    the run's optimizer steps (GraNet: ``len(loader) * epochs``).
+    """
+
+    name = "granet"
+    score = "magnitude"
+    needs_grads = True
+    regrows = True
+
+    def __init__(self, total_steps: int, initial: float = 0.5, minimum: float = 0.005) -> None:
+        self.rate = CosineRate(initial, minimum, check_int("total_steps", total_steps, 1))
+        if self.rate.minimum > self.rate.initial:
+            raise ConfigError("minimum", minimum, f"must be <= initial={initial} (the rate decays)")
+
+    def plan(self) -> tuple[Stage, ...]:
+        return (Stage("magnitude"), Stage("gradient", "regrow"))
+
+    def rate_at(self, step: int | None) -> float:
+        return self.rate(step)
+
+    def event_rate(self, step: int | None) -> float:
+        # Negated: the backends' floor_mul(-r, n) = -ceil(r * n) gives GraNet's math.ceil exactly.
+        return -self.rate(step)
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "total_steps": self.rate.total_steps,
+            "initial": self.rate.initial, "minimum": self.rate.minimum,
+        }
+
+
+_METHODS = {cls.name: cls for cls in (Magnitude, Gradient, Taylor, Random, FGGP, GlobalMP, GraNet)}
 
 
 def method_from_config(config: dict[str, Any]) -> Method:

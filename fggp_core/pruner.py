@@ -12,9 +12,10 @@ whole event table at once (``event_table``) and run the same selection in their 
 from __future__ import annotations
 
 import math
+import time
 import warnings
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,14 +48,22 @@ def check_config(
 
 
 def targets(
-    schedule: Schedule, scope: str, distribution: str, shapes: Mapping[str, tuple[int, ...]], step: int
+    schedule: Schedule,
+    scope: str,
+    distribution: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    step: int,
+    allow_empty: bool = False,
 ) -> list[int]:
     """Pruned entries per selection group once the event at ``step`` is done: one count under
-    global scope (``round(N * s(t))``), one per tensor under layerwise scope."""
+    global scope (``round(N * s(t))``), one per tensor under layerwise scope (each keeping at
+    least one entry unless ``allow_empty``: ``layer_targets``)."""
     sparsity = schedule.sparsity(step)
     if scope == "global":
         return [round(sum(math.prod(s) for s in shapes.values()) * sparsity)]
-    return list(layer_targets(shapes, sparsity, distribution).values())
+    if getattr(schedule, "layer_counts", False) and distribution == "uniform":  # TfmotPolynomialDecay's rounding
+        return [schedule.target_pruned(step, math.prod(s)) for s in shapes.values()]
+    return list(layer_targets(shapes, sparsity, distribution, allow_empty).values())
 
 
 @dataclass(frozen=True)
@@ -71,22 +80,34 @@ class EventTable:
 
 
 def event_table(
-    method: Method, schedule: Schedule, scope: str, distribution: str, shapes: Mapping[str, tuple[int, ...]]
+    method: Method,
+    schedule: Schedule,
+    scope: str,
+    distribution: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    allow_empty: bool = False,
 ) -> EventTable:
     """The ``EventTable`` of ``schedule`` for tensors of ``shapes`` (host float64 math)."""
     steps = [t for t in schedule.events() if t >= 1]
     groups = 1 if scope == "global" else len(shapes)
-    rows = [targets(schedule, scope, distribution, shapes, t) for t in steps]
+    rows = [targets(schedule, scope, distribution, shapes, t, allow_empty) for t in steps]
     return EventTable(
         np.asarray(steps, np.int64),
         np.asarray(rows, np.int64).reshape(len(steps), groups),
-        np.asarray([method.rate_at(t) for t in steps], np.float64),
+        np.asarray([method.event_rate(t) for t in steps], np.float64),
     )
 
 
 @dataclass(frozen=True)
 class EventReport:
-    """What one event did. ``k`` is the count asked for (an int, or per tensor under layerwise)."""
+    """What one event did: plain data for loggers (``Pruner(on_event=...)``, the adapters' ``on_event``).
+
+    ``step``: optimizer steps completed. ``target_sparsity``: the schedule's sparsity at ``step``.
+    ``k``: the count asked for (an int, or per tensor under layerwise). ``pruned``/``total``:
+    pruned and prunable entries after the event (``sparsity`` is their ratio, the reached
+    sparsity). ``density``: tensor name -> kept fraction after the event. ``seconds``: wall time
+    of the event (selection included, applying masks in the adapter excluded).
+    """
 
     step: int
     target_sparsity: float
@@ -95,6 +116,8 @@ class EventReport:
     total: int
     skipped: bool = False
     reason: str = ""
+    density: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def sparsity(self) -> float:
@@ -110,7 +133,13 @@ class Pruner:
     ``skip_nonfinite``: on NaN/inf scores at an event, skip it with a warning and a report
     instead of raising ``NonFiniteScoreError``. ``exclude``: tensor names that stay dense; they
     are left out of the masks, the targets and the selection (e.g. the first convolution).
-    ``backend``: where selection runs (``executor`` is its old name).
+    ``backend``: where selection runs (``executor`` is its old name). ``on_event``: called with
+    the ``EventReport`` after every event (skipped ones included), for loggers; an exception it
+    raises becomes a ``RuntimeWarning`` (a failing logger must not leave masks half applied).
+    ``allow_empty``: False (default) keeps at least one entry per tensor under layerwise scope
+    (``min(round(n_l * s_l), n_l - 1)``); True allows pruning a tensor entirely. Under global
+    scope ``GlobalMP`` never empties a tensor; other methods may, and an event that empties one
+    warns (``layer_report()`` flags it as ``collapsed``).
     """
 
     def __init__(
@@ -124,8 +153,16 @@ class Pruner:
         exclude: Collection[str] = (),
         backend: Backend = NUMPY,
         executor: Backend | None = None,
+        on_event: Callable[[EventReport], Any] | None = None,
+        allow_empty: bool = False,
     ) -> None:
         check_config(method, schedule, scope, distribution)
+        if not isinstance(allow_empty, bool):
+            raise ConfigError("allow_empty", allow_empty, "must be True or False")
+        self.allow_empty = allow_empty
+        if on_event is not None and not callable(on_event):
+            raise ConfigError("on_event", on_event, "must be None or a callable taking an EventReport")
+        self.on_event = on_event
         self.method = method
         self.schedule = schedule
         self.scope = scope
@@ -174,7 +211,9 @@ class Pruner:
 
     def pruned_counts(self) -> dict[str, int]:
         """Pruned entries per tensor."""
-        return {n: math.prod(self.backend.shape(m)) - int(self.backend.count(m)) for n, m in self.masks.items()}
+        be = self.backend
+        kept = be.tally([be.count(be.flat(m)) for m in self.masks.values()], range(len(self.masks)))[0]
+        return {n: math.prod(be.shape(m)) - int(c) for (n, m), c in zip(self.masks.items(), kept)}
 
     def sparsity(self) -> float:
         """Pruned fraction over all prunable entries."""
@@ -182,10 +221,16 @@ class Pruner:
         return sum(self.pruned_counts().values()) / total if total else 0.0
 
     def layer_report(self) -> dict[str, dict[str, float]]:
-        """Per tensor: ``size``, ``pruned`` and ``density`` (kept fraction)."""
+        """Per tensor: ``size``, ``pruned``, ``density`` (kept fraction) and ``collapsed`` (True when
+        a non-empty tensor has no entry left: the layer passes nothing on)."""
         pruned = self.pruned_counts()
         return {
-            n: {"size": math.prod(s), "pruned": pruned[n], "density": 1.0 - pruned[n] / max(1, math.prod(s))}
+            n: {
+                "size": math.prod(s),
+                "pruned": pruned[n],
+                "density": 1.0 - pruned[n] / max(1, math.prod(s)),
+                "collapsed": math.prod(s) > 0 and pruned[n] == math.prod(s),
+            }
             for n, s in self.shapes.items()
         }
 
@@ -193,14 +238,14 @@ class Pruner:
     def event_k(self, step: int) -> int | dict[str, int]:
         """How many entries the event at ``step`` prunes, from the current masks."""
         pruned = self.pruned_counts()
-        goal = targets(self.schedule, self.scope, self.distribution, self.shapes, step)
+        goal = targets(self.schedule, self.scope, self.distribution, self.shapes, step, self.allow_empty)
         if self.scope == "global":
             return max(0, goal[0] - sum(pruned.values()))
         return {n: max(0, t - pruned[n]) for n, t in zip(self.masks, goal)}
 
     def event_table(self) -> EventTable:
         """Every event of the run at once (for jitted adapters); needs ``init_masks`` first."""
-        return event_table(self.method, self.schedule, self.scope, self.distribution, self.shapes)
+        return event_table(self.method, self.schedule, self.scope, self.distribution, self.shapes, self.allow_empty)
 
     def is_event(self, step: int | None = None) -> bool:
         """Whether a pruning event follows optimizer step ``step`` (default: the current step)."""
@@ -240,6 +285,7 @@ class Pruner:
         k = self.event_k(self.step)
         total = sum(math.prod(s) for s in self.shapes.values())
         target = self.schedule.sparsity(self.step)
+        start = time.perf_counter()
         try:
             new = select(
                 self.method, weights, grads, self.masks, k, scope=self.scope, step=self.step, backend=self.backend
@@ -249,11 +295,41 @@ class Pruner:
                 raise
             warnings.warn(f"fggp: event at step {self.step} skipped: {error}", RuntimeWarning, stacklevel=2)
             pruned = sum(self.pruned_counts().values())
-            self.last_event = EventReport(self.step, target, k, pruned, total, skipped=True, reason=str(error))
-            return self.last_event
+            self.last_event = EventReport(
+                self.step, target, k, pruned, total, skipped=True, reason=str(error), density=self._density(),
+                seconds=time.perf_counter() - start,
+            )
+            return self._report(self.last_event)
+        collapsed = {n for n, r in self.layer_report().items() if r["collapsed"]}
         self.masks = new
-        self.last_event = EventReport(self.step, target, k, sum(self.pruned_counts().values()), total)
-        return self.last_event
+        self._warn_collapsed(collapsed)
+        pruned = sum(self.pruned_counts().values())
+        self.last_event = EventReport(
+            self.step, target, k, pruned, total, density=self._density(), seconds=time.perf_counter() - start
+        )
+        return self._report(self.last_event)
+
+    def _warn_collapsed(self, before: set[str]) -> None:
+        """A tensor emptied by this event (global scope) is said out loud, once."""
+        report = self.layer_report()
+        collapsed = [n for n, r in report.items() if r["collapsed"] and n not in before]
+        if collapsed and not self.allow_empty:
+            warnings.warn(
+                f"fggp: the event at step {self.step} pruned every entry of {collapsed} (layer collapse); "
+                "use GlobalMP(min_keep=...) or layerwise scope to keep every layer alive",
+                RuntimeWarning, stacklevel=3,
+            )
+
+    def _density(self) -> dict[str, float]:
+        return {n: r["density"] for n, r in self.layer_report().items()}
+
+    def _report(self, report: EventReport) -> EventReport:
+        if self.on_event is not None:
+            try:
+                self.on_event(report)
+            except Exception as error:  # noqa: BLE001 - the event is done; the adapter still applies it
+                warnings.warn(f"fggp: on_event raised {error!r} at step {report.step}", RuntimeWarning, stacklevel=3)
+        return report
 
     # -- state ---------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -264,20 +340,28 @@ class Pruner:
             "distribution": self.distribution,
             "skip_nonfinite": self.skip_nonfinite,
             "exclude": list(self.exclude),
+            "allow_empty": self.allow_empty,
             "sparse_start": None if self.sparse_start is None else self.sparse_start.to_config(),
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data: numbers, strings, dicts and NumPy bool arrays (safe to save anywhere)."""
+    def state_dict(self, host: bool = True) -> dict[str, Any]:
+        """Plain data: numbers, strings, dicts and NumPy bool arrays (safe to save anywhere).
+
+        ``host=False`` keeps the masks as the backend's arrays (e.g. sharded DTensors for
+        ``torch.distributed.checkpoint``, which saves and reshards them without gathering)."""
         return {
             "version": STATE_VERSION,
             "step": self.step,
-            "masks": {n: np.array(self.backend.to_host(m), dtype=bool) for n, m in self.masks.items()},
+            "masks": {
+                n: np.array(self.backend.to_host(m), dtype=bool) if host else m for n, m in self.masks.items()
+            },
             "config": self.config(),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore step and masks. The configuration must equal this pruner's (else ConfigError)."""
+    def load_state_dict(self, state: Mapping[str, Any], host: bool = True) -> None:
+        """Restore step and masks. The configuration must equal this pruner's (else ConfigError).
+
+        ``host=False``: the masks are the backend's own bool arrays (``state_dict(host=False)``)."""
         if state.get("version") != STATE_VERSION:
             raise ConfigError("state['version']", state.get("version"), f"this fggp reads version {STATE_VERSION}")
         config = dict(state["config"])
@@ -285,6 +369,7 @@ class Pruner:
         # A resumed run may have been set up without a sparse start; the masks carry it.
         config.pop("sparse_start", None)
         mine.pop("sparse_start", None)
+        config.setdefault("allow_empty", False)  # states saved before the switch existed
         if config != mine:
             diff = sorted(key for key in mine if mine[key] != config.get(key))
             raise ConfigError("state['config']", {k: config.get(k) for k in diff}, f"must match this pruner's {diff}")
@@ -295,7 +380,10 @@ class Pruner:
             if self.masks and tuple(np.shape(m)) != self.shapes[n]:
                 raise InputMismatchError(f"state mask {n!r} has shape {np.shape(m)}, expected {self.shapes[n]}")
         like = self.masks or {n: np.asarray(m) for n, m in masks.items()}
-        self.masks = {n: self.backend.from_host(np.asarray(masks[n], dtype=bool), like=like[n]) for n in like}
+        self.masks = {
+            n: self.backend.from_host(np.asarray(masks[n], dtype=bool) if host else masks[n], like=like[n])
+            for n in like
+        }
         self.step = int(state["step"])
 
     @classmethod
@@ -309,6 +397,7 @@ class Pruner:
             distribution=config["distribution"],
             skip_nonfinite=config["skip_nonfinite"],
             exclude=config["exclude"],
+            allow_empty=config.get("allow_empty", False),
             backend=backend,
         )
         pruner.load_state_dict(state)

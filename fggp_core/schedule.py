@@ -14,6 +14,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .errors import ConfigError
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "PolynomialSchedule",
     "OneShotSchedule",
     "CallableSchedule",
+    "TfmotPolynomialDecay",
     "FixedRate",
     "CosineRate",
     "schedule_from_config",
@@ -185,6 +188,74 @@ class CallableSchedule(Schedule):
         return isinstance(other, CallableSchedule) and self.fn is other.fn and self.to_config() == other.to_config()
 
 
+class TfmotPolynomialDecay(Schedule):
+    """tensorflow-model-optimization's ``PolynomialDecay``, event for event and count for count.
+
+    Same arguments, in tfmot's order (``power`` before ``frequency``). Differences from
+    ``PolynomialSchedule``, all as tfmot computes them: the sparsity is float32 math
+    (``p = clip(float32(t - t0) / float32(t1 - t0), 0, 1)``, ``s = float32(s_i - s_f) * (1 - p)
+    ** power + s_f``); events happen only at ``t0 + j * frequency <= t1`` (not always at
+    ``t1``); each tensor keeps ``max(1, round_half_even(float32(n) * (1 - s)))`` entries. The
+    counts are per tensor, so use it with ``scope="layerwise"`` (uniform distribution) and
+    ``Magnitude()`` to reproduce ``prune_low_magnitude``; under global scope the total is
+    ``round(N * s)``. tfmot's step ``t`` (``UpdatePruningStep``: optimizer iterations before a
+    batch) prunes the weights after ``t`` optimizer steps, as fggp's event after step ``t`` does.
+    ``constant(s, begin_step)`` stands for tfmot's ``ConstantSparsity``.
+    """
+
+    layer_counts = True  # fggp_core.pruner.targets asks target_pruned per tensor (layerwise, uniform)
+
+    def __init__(
+        self,
+        initial_sparsity: float,
+        final_sparsity: float,
+        begin_step: int,
+        end_step: int,
+        power: float = 3,
+        frequency: int = 100,
+    ) -> None:
+        self.initial_sparsity = check_sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = check_sparsity("final_sparsity", final_sparsity)
+        if isinstance(power, bool) or not isinstance(power, numbers.Real):
+            raise ConfigError("power", power, "must be a number")
+        self.power = power
+        super().__init__(begin_step, end_step, frequency)
+
+    @classmethod
+    def constant(cls, target_sparsity: float, begin_step: int = 0) -> TfmotPolynomialDecay:
+        """tfmot's ``ConstantSparsity(target_sparsity, begin_step)``: prune to the target at
+        ``begin_step``; tfmot's later events (every ``frequency``) re-select the same mask."""
+        return cls(target_sparsity, target_sparsity, begin_step, begin_step + 1, frequency=1)
+
+    def sparsity(self, step: int) -> float:
+        f32 = np.float32
+        p = f32(step - self.begin_step) / f32(self.end_step - self.begin_step)
+        p = min(f32(1.0), max(f32(0.0), p))
+        s = f32(self.initial_sparsity - self.final_sparsity) * (f32(1.0) - p) ** f32(self.power)
+        return float(s + f32(self.final_sparsity))
+
+    def is_event(self, step: int) -> bool:
+        return self.begin_step <= step <= self.end_step and (step - self.begin_step) % self.frequency == 0
+
+    def events(self) -> list[int]:
+        return list(range(self.begin_step, self.end_step + 1, self.frequency))
+
+    def target_pruned(self, step: int, n: int) -> int:
+        kept = np.round(np.float32(n) * (np.float32(1.0) - np.float32(self.sparsity(step))))
+        return max(0, n - max(1, int(kept)))
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            "name": "tfmot_polynomial_decay",
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+            "frequency": self.frequency,
+        }
+
+
 def schedule_from_config(config: dict[str, Any]) -> Schedule:
     """Rebuild a schedule from ``to_config()`` output (callable schedules cannot be rebuilt)."""
     config = dict(config)
@@ -193,6 +264,8 @@ def schedule_from_config(config: dict[str, Any]) -> Schedule:
         return PolynomialSchedule(**config)
     if name == "one_shot":
         return OneShotSchedule(**config)
+    if name == "tfmot_polynomial_decay":
+        return TfmotPolynomialDecay(**config)
     raise ConfigError("schedule config name", name, "must be 'polynomial' or 'one_shot' (callables are not stored)")
 
 

@@ -3,7 +3,7 @@
 ``smallest(keys, k)`` is the only selection: the ``k`` candidates with the smallest
 ``(key, canonical index)`` pairs over a list of flat key arrays (one per tensor, in canonical
 order; non-candidates hold the +inf key). The k-th key is found by radix select: a few
-passes, each a histogram of one digit summed over tensors (and ``reduce``d over devices),
+passes, each a histogram of one digit summed over tensors (and over devices: ``reduce``),
 never a concatenation of all scores. Everything below the k-th key is taken, then the
 lowest-index entries equal to it until exactly ``k`` are taken.
 
@@ -25,6 +25,7 @@ import numpy as np
 from .backend import FLOAT_DTYPES, NUMPY, Backend, key_bits, score_dtype
 from .errors import ConfigError, InputMismatchError, NonFiniteScoreError, UnreachableTargetError
 from .methods import Method, Stage
+from .rules import check_gupta, gupta_select, regrow
 
 __all__ = [
     "select",
@@ -73,34 +74,41 @@ def _digits(bits: int, width: int) -> list[tuple[int, int]]:
     return out
 
 
-def kth_key(be: Backend, keys: Sequence[Any], k: Any, score: str) -> Any:
-    """The k-th smallest (1-based) key over all of ``keys``; -1 when ``k == 0``."""
+def kth_key(be: Backend, keys: Sequence[Any], k: Any, score: str, tensors: Sequence[int] | None = None) -> Any:
+    """The k-th smallest (1-based) key over all of ``keys``; -1 when ``k == 0``.
+
+    ``tensors``: the canonical index of each key array (default 0, 1, ...; for sharded tensors)."""
+    tensors = range(len(keys)) if tensors is None else tensors
     prefix, rank = be.scalar(0, keys[0]), k
     for shift, width in _digits(key_bits(score), be.digit_bits):
-        histogram = be.reduce(sum(be.histogram(x, shift, width, prefix) for x in keys))
+        histogram = be.reduce([be.histogram(x, shift, width, prefix) for x in keys], tensors)
         digit, rank = be.pick(histogram, rank)
         prefix = prefix | (digit * (1 << shift))  # not <<: TensorFlow tensors have no shift operators
     return be.where(k > 0, prefix, be.scalar(-1, keys[0]))
 
 
-def smallest(be: Backend, keys: Sequence[Any], k: Any, score: str) -> list[Any]:
+def smallest(be: Backend, keys: Sequence[Any], k: Any, score: str, tensors: Sequence[int] | None = None) -> list[Any]:
     """Flat masks of the ``k`` smallest (key, canonical index) entries over ``keys``.
 
-    Entries outside the candidates must hold the +inf key (``be.exclude``). Requires
-    ``0 <= k <= candidates`` and finite candidate keys; otherwise the result is unspecified
-    (``prune_group`` reports that case in its status instead).
+    ``tensors``: the canonical index of each key array (default 0, 1, ...). Entries outside the candidates must
+    hold the +inf key (``be.exclude``). Requires ``0 <= k <= candidates`` and finite candidate
+    keys; otherwise the result is unspecified (``prune_group`` reports that case in its
+    status instead). Ties at the k-th key go to the lowest canonical indices: earlier tensors
+    first, then, within a tensor, devices holding earlier blocks of it, then C order.
     """
-    v = be.as_key(kth_key(be, keys, k, score), keys[0])
+    tensors = range(len(keys)) if tensors is None else tensors
+    v = be.as_key(kth_key(be, keys, k, score, tensors), keys[0])
     below = [x < v for x in keys]
-    need = k - be.reduce(sum(be.count(b) for b in below))
+    need = k - be.reduce([be.count(b) for b in below], tensors)
+    # tie counts of every tensor in one tally; the tie masks are made again below rather than
+    # kept (one byte per entry less at the peak)
+    counts, earlier = be.tally([be.count(x == v) for x in keys], tensors)
     before = 0
     for i, x in enumerate(keys):
-        tied = x == v
-        count = be.reduce(be.count(tied))
         b = below[i]
-        b |= be.first_true(tied, need - before)  # this tensor's share of the ties (in place where the backend can)
+        b |= be.first_true(x == v, need - before - earlier[i])  # this block's share of the ties (in place)
         below[i] = b  # immutable arrays (JAX, TensorFlow) rebind instead
-        before = before + count
+        before = before + counts[i]
     return below
 
 
@@ -132,19 +140,23 @@ def prune_group(
     reserve: int = 0,
     random: Any = None,
     first: int = 0,
+    tensors: Sequence[int] | None = None,
 ) -> tuple[list[Any], Status]:
     """Flat masks of the ``k`` entries of ``active`` that the stages of ``plan`` prune.
 
     One selection group: ``weights``, ``grads`` (None when no stage needs them) and the flat
     bool ``active`` masks are per tensor, in canonical order; ``k`` is a count. ``rate``: the
     float64 rate of "pool"/"extra" stages; ``reserve``: the per-tensor count of a "reserve"
-    stage; ``random``: a function ``sizes -> keys per tensor`` for "random" stages;
-    ``first``: the canonical index of the group's first tensor (for the status).
+    stage; ``random``: a function ``(sizes, tensors) -> keys per tensor`` for "random" stages;
+    ``first``: the canonical index of the group's first tensor (for the status); ``tensors``:
+    the canonical index of each tensor (default: consecutive from ``first``).
     Nothing is raised and nothing is modified: check the returned ``Status``.
     """
+    tensors = list(range(first, first + len(weights))) if tensors is None else list(tensors)
+    first = tensors[0]
     score = score_dtype([be.dtype_name(w) for w in weights])
     status = Status(*(be.scalar(0, k) for _ in range(4)))
-    n_act = [be.reduce(be.count(a)) for a in active]
+    n_act = be.tally([be.count(a) for a in active], tensors)[0]
     n_active = sum(n_act[1:], n_act[0])
     candidates = list(active)
     available = n_active
@@ -153,7 +165,7 @@ def prune_group(
         size = _size(be, stage, k, n_active, rate)
         status = _fail(be, status, size > available, UNREACHABLE, first, available, si)
         if stage.score == "random":
-            keys = random([int(np.prod(be.shape(w), dtype=np.int64)) for w in weights])
+            keys = random([int(np.prod(be.shape(w), dtype=np.int64)) for w in weights], weights)
         else:
             keys = []
             for i, w in enumerate(weights):
@@ -163,17 +175,23 @@ def prune_group(
                     x = be.keys(grads[i], None, score, out=spare[i])  # type: ignore[index]
                 else:
                     x = be.keys(w, grads[i], score, out=spare[i])  # type: ignore[index]
-                bad = be.reduce(be.nonfinite(x, active[i]))
-                status = _fail(be, status, bad > 0, NONFINITE, first + i, bad, si)
                 keys.append(x)
+            bad = be.tally([be.nonfinite(x, a) for x, a in zip(keys, active)], tensors)[0]
+            for i, b in enumerate(bad):
+                status = _fail(be, status, b > 0, NONFINITE, tensors[i], b, si)
         keys = [be.exclude(x, c) for x, c in zip(keys, candidates)]
-        if stage.per_tensor:
+        if stage.size == "gupta":  # GlobalMP(rule="gupta"): per-tensor counts of the authors' rule
+            candidates, feasible = gupta_select(be, keys, n_act, size, reserve, score, tensors)
+            status = _fail(be, status, ~feasible, UNREACHABLE, first, size, si)
+            available = size
+        elif stage.per_tensor:
             candidates = [
-                smallest(be, [x], n - be.minimum(be.scalar(reserve, n), n), score)[0] for x, n in zip(keys, n_act)
+                smallest(be, [x], n - be.minimum(be.scalar(reserve, n), n), score, [t])[0]
+                for x, n, t in zip(keys, n_act, tensors)
             ]
-            available = sum((be.reduce(be.count(c)) for c in candidates[1:]), be.reduce(be.count(candidates[0])))
+            available = be.reduce([be.count(c) for c in candidates], tensors)
         else:
-            candidates = smallest(be, keys, size, score)
+            candidates = smallest(be, keys, size, score, tensors)
             available = size
         spare = keys
     return candidates, status
@@ -186,6 +204,12 @@ def raise_status(status: Status | Sequence[Any], names: Sequence[str], method: M
     if code == NONFINITE:
         raise NonFiniteScoreError(names[tensor], count, plan[stage].score)
     if code == UNREACHABLE:
+        if plan[stage].size == "gupta":
+            raise UnreachableTargetError(
+                f"min_keep={getattr(method, 'min_keep', None)!r} is infeasible with rule='gupta' in "
+                f"{names[tensor]!r}'s group: clamping every layer to keep min_keep leaves fewer than k={k} "
+                "prunable entries (the authors' loop would not terminate); lower min_keep or the target sparsity"
+            )
         if any(s.per_tensor for s in plan[:stage]):
             raise UnreachableTargetError(
                 f"min_keep={getattr(method, 'min_keep', None)!r} reserves too much in {names[tensor]!r}'s group: "
@@ -264,14 +288,15 @@ def groups_of(names: list[str], scope: str, k: int | Mapping[str, int]) -> list[
     return [([i], check_k(f"k[{n!r}]", k[n])) for i, n in enumerate(names)]
 
 
-def host_random(be: Backend, seed: int, step: Any, like: Any):
-    """The "random" stage's keys: the host draw ``random_scores(seed, step, n)``, cut per tensor."""
+def host_random(be: Backend, seed: int, step: Any):
+    """The "random" stage's keys: the host draw ``random_scores(seed, step, n)``, cut per tensor
+    of the group (``like``); a sharded backend's ``host_keys`` keeps this device's block."""
 
-    def keys(sizes: list[int]) -> list[Any]:
+    def keys(sizes: list[int], like: Sequence[Any]) -> list[Any]:
         draw = random_scores(seed, None if step is None else int(step), sum(sizes))
         out, start = [], 0
-        for n in sizes:
-            out.append(be.host_keys(draw[start : start + n], like))
+        for n, t in zip(sizes, like):
+            out.append(be.host_keys(draw[start : start + n], t))
             start += n
         return out
 
@@ -296,8 +321,10 @@ def run_groups(
     unspecified: keep the old ones.
     """
     sizes = [int(np.prod(be.shape(w), dtype=np.int64)) for w in weights]
-    plan = method.plan()
-    random = random or host_random(be, getattr(method, "seed", 0), step, weights[0])
+    plan = [s for s in method.plan() if s.size != "regrow"]  # GraNet's regrowth runs after the group
+    if any(s.size == "gupta" for s in plan):
+        check_gupta(be, max(sum(sizes[i] for i in group) for group, _ in groups))
+    random = random or host_random(be, getattr(method, "seed", 0), step)
     result: list[Any] = [None] * len(weights)
     status = None
     for group, k in groups:
@@ -307,12 +334,19 @@ def run_groups(
             [weights[i] for i in group],
             None if grads is None else [grads[i] for i in group],
             active, k,
-            rate=rate, reserve=method.reserve_count(sum(sizes[i] for i in group)), random=random, first=group[0],
+            rate=rate, reserve=method.reserve_count(sum(sizes[i] for i in group)), random=random, tensors=group,
         )
         for i, a, p in zip(group, active, pruned):
             kept = ~p
             kept &= a
             result[i] = kept
+        if method.regrows:  # GraNet: per tensor, prune a fraction more and regrow as many by |g|
+            grown, bad = regrow(
+                be, [weights[i] for i in group], [grads[i] for i in group], [result[i] for i in group], rate, group
+            )
+            for i, b, kept in zip(group, bad, grown):
+                result[i] = kept
+                group_status = _fail(be, group_status, b > 0, NONFINITE, i, b, len(plan))
         status = group_status if status is None else _fail(be, status, group_status.code != OK, *group_status)
     return result, status  # type: ignore[return-value]
 
@@ -329,7 +363,9 @@ def select(
     backend: Backend = NUMPY,
     executor: Backend | None = None,
 ) -> dict[str, Any]:
-    """New masks with exactly ``k`` more entries pruned by ``method``; never un-prunes.
+    """New masks with exactly ``k`` more entries pruned by ``method``; never un-prunes, except
+    ``GraNet``, which then swaps equal numbers per tensor (the count stays exact), and
+    ``GlobalMP(rule="gupta")``, which rounds down per tensor (it may prune fewer).
 
     ``weights``, ``grads`` and ``masks`` map tensor names to arrays in canonical order (the
     order of ``weights``); masks are boolean (True = kept). ``grads`` may be None for methods
@@ -364,11 +400,11 @@ def check_problem(
     names = validate(be, method, weights, grads, masks, scope)
     groups = groups_of(names, scope, k)
     for group, count in groups:  # checked on the host first, with the argument's own name
-        n_active = sum(int(be.count(masks[names[i]])) for i in group)
+        n_active = sum(int(n) for n in be.tally([be.count(be.flat(masks[names[i]])) for i in group], group)[0])
         if count > n_active:
             argument = "k" if scope == "global" else f"k[{names[group[0]]!r}]"
             raise UnreachableTargetError(f"{argument}={count} exceeds the {n_active} active entries it can prune")
-    return names, groups, method.rate_at(step)  # an annealed rate without a step is a ConfigError
+    return names, groups, method.event_rate(step)  # an annealed rate without a step is a ConfigError
 
 
 def raise_failure(status: Status, names: Sequence[str], method: Method, k: int | Mapping[str, int], scope: str) -> None:

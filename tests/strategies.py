@@ -64,6 +64,8 @@ def methods(step_known: bool = True) -> st.SearchStrategy[F.Method]:
             extra_fraction=st.builds(F.CosineRate, rates, st.just(0.005), st.integers(1, 20)),
         ),
         st.one_of(st.integers(0, 4), st.sampled_from([0.05, 0.2])).map(F.GlobalMP),
+        st.builds(F.GlobalMP, st.one_of(st.integers(0, 6), st.sampled_from([0.05, 0.2])), rule=st.just("gupta")),
+        st.builds(F.GraNet, st.integers(1, 30), st.sampled_from([0.005, 0.1, 0.5, 1.0]), st.sampled_from([0.0, 0.005])),
     ]
     return st.one_of(options)
 

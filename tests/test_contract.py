@@ -65,7 +65,8 @@ def test_heavy_ties_across_tensors_match_the_oracle(backend):
     masks = {n: rng.random(s) < 0.9 for n, s in shapes.items()}
     k = int(sum(m.sum() for m in masks.values()) * 2 // 5)
     arrays = [on_backend(module, device, a) for a in (weights, grads, masks)]
-    for method in (F.FGGP(0.5), F.Magnitude(), F.Taylor(), F.GlobalMP(300), F.Random(3)):
+    methods = (F.FGGP(0.5), F.Magnitude(), F.Taylor(), F.GlobalMP(300), F.Random(3))
+    for method in (*methods, F.GlobalMP(3000, rule="gupta"), F.GraNet(20)):
         expected = oracle.select(method, weights, grads, masks, k, step=7)
         assert_same_masks(module.select(method, *arrays, k, step=7), expected, module.to_numpy)
 

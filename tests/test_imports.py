@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "optax", "flax")
+FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "optax", "flax", "transformers", "lightning")
 
 
 def test_importing_fggp_imports_no_framework():

@@ -6,11 +6,14 @@
   the masks; events (the core's event table, the core's selection) run inside ``jax.jit``.
 - ``masks(opt_state)``, ``check(opt_state)``, ``apply_masks(params, opt_state)``,
   ``sparsity(opt_state)``, ``layer_report(opt_state)``.
+- ``save_sparse(params, path)`` / ``load_sparse(path, like=params)``: the fggp sparse file
+  (docs/sparse-format.md), named by leaf path; loading keeps ``like``'s structure, dtypes, shardings.
 """
 
 from .backend import JAX, JaxBackend
 from .report import apply_masks, check, layer_report, masks, skipped_events, sparsity
 from .selection import run_traced, select, select_jit
+from .sparse_file import load_sparse, save_sparse
 from .transform import PruneState, leaf_names, migrate_state, wrap
 
 __all__ = [
@@ -21,9 +24,11 @@ __all__ = [
     "check",
     "layer_report",
     "leaf_names",
+    "load_sparse",
     "masks",
     "migrate_state",
     "run_traced",
+    "save_sparse",
     "select",
     "select_jit",
     "skipped_events",

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fggp_core.backend import INF_KEY, NUMPY
+from fggp_core.backend import INF_KEY, NUMPY, OneDevice
 
 __all__ = ["JaxBackend", "JAX", "count_dtype", "rate_bits"]
 
@@ -107,7 +107,7 @@ def _first_true(mask: jax.Array, r: jax.Array) -> jax.Array:
     return mask & (jnp.cumsum(mask, dtype=count_dtype()) <= r)
 
 
-class JaxBackend:
+class JaxBackend(OneDevice):
     """``fggp_core.backend.Backend`` over ``jax.Array`` (any device, any sharding; traceable)."""
 
     name = "jax"
@@ -193,8 +193,6 @@ class JaxBackend:
     def first_true(self, mask: jax.Array, r: Any) -> jax.Array:
         return _first_true(mask, r)
 
-    def reduce(self, x: Any) -> Any:
-        return x  # sharded arrays: XLA sums across devices inside each op (GSPMD)
 
 
 JAX = JaxBackend()

@@ -23,6 +23,7 @@ from fggp_core.methods import Method
 from fggp_core.selection import Status, check_problem, raise_failure, random_scores, run_groups
 
 from .backend import JAX, count_dtype, rate_bits
+from .sharded import ShardedJax, ShardLayout, layout_of, random_blocks, shard_run
 
 __all__ = ["select", "select_jit", "run_traced"]
 
@@ -44,8 +45,12 @@ def select(
     """``fggp_core.select(..., backend=JAX)``: same arguments, result and errors as the core.
 
     Inputs go through ``jnp.asarray`` (float64 becomes float32 unless ``jax_enable_x64``);
-    the masks come back on the arrays' own devices and shardings.
+    the masks come back on the arrays' own devices and shardings. Weights sharded over a mesh
+    run ``select_jit``'s compiled program, each device on its own blocks (``fggp.jax.sharded``);
+    a layout it cannot handle raises ``ConfigError`` naming the leaf.
     """
+    if isinstance(weights, Mapping) and layout_of(list(weights), list(weights.values())) is not None:
+        return select_jit(method, weights, grads, masks, k, scope=scope, step=step)
     return fggp_core.select(
         method, _arrays(weights), _arrays(grads), _arrays(masks), k, scope=scope, step=step, backend=JAX  # type: ignore[arg-type]
     )
@@ -55,7 +60,7 @@ def _random_keys(seed: int, step: Any):
     """The "random" stage under jit: the core's host draw ``random_scores(seed, step, n)``,
     fetched with ``jax.pure_callback`` and cut per tensor (int32 keys of float32 scores)."""
 
-    def keys(sizes: list[int]) -> list[jax.Array]:
+    def keys(sizes: list[int], like: Any = None) -> list[jax.Array]:
         n = sum(sizes)
         draw = jax.pure_callback(
             lambda t: NUMPY.host_keys(random_scores(seed, int(t), n), None),
@@ -77,6 +82,7 @@ def run_traced(
     ks: jax.Array,
     rate: Any,
     step: jax.Array,
+    layout: ShardLayout | None = None,
 ) -> tuple[list[jax.Array], Status]:
     """New masks (shaped like ``masks``) and the status; traceable, never raises.
 
@@ -84,21 +90,31 @@ def run_traced(
     under global scope, one per tensor under layerwise), each in ``[0, active]``. ``rate``:
     the method's float64 rate at ``step``, as a float or ``rate_bits`` (uint32 [2]).
     ``step``: the event's step (for ``Random``). On a non-OK status the masks are unspecified.
+    ``layout``: the params' ``ShardLayout`` (``layout_of``): each device then selects on its own
+    blocks inside ``shard_map`` (same masks, no gathering); None: one program on whole arrays.
     """
     groups = [list(range(len(weights)))] if scope == "global" else [[i] for i in range(len(weights))]
-    ks = jnp.asarray(ks).astype(count_dtype())
-    random = _random_keys(getattr(method, "seed", 0), step)
-    new, status = run_groups(
-        JAX, method, list(weights), None if grads is None else list(grads), list(masks),
-        [(g, ks[i]) for i, g in enumerate(groups)], rate=rate, step=step, random=random,
-    )
-    return [JAX.unflat(x, JAX.shape(m)) for x, m in zip(new, masks)], status
+    seed = getattr(method, "seed", 0)
+
+    def run(be, weights, grads, masks, ks, rate, step):
+        ks = jnp.asarray(ks).astype(count_dtype())
+        random = random_blocks(be, seed, step) if isinstance(be, ShardedJax) else _random_keys(seed, step)
+        new, status = run_groups(
+            be, method, list(weights), None if grads is None else list(grads), list(masks),
+            [(g, ks[i]) for i, g in enumerate(groups)], rate=rate, step=step, random=random,
+        )
+        return [JAX.unflat(x, jnp.shape(m)) for x, m in zip(new, masks)], status
+
+    if layout is None:
+        return run(JAX, weights, grads, masks, ks, rate, step)
+    new, status = shard_run(layout, run, weights, grads, masks, ks, rate, step)
+    return list(new), Status(*status)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(method_config: str, scope: str) -> Any:
+def _compiled(method_config: str, scope: str, layout: ShardLayout | None = None) -> Any:
     method = fggp_core.method_from_config(json.loads(method_config))
-    return jax.jit(functools.partial(run_traced, method, scope))
+    return jax.jit(functools.partial(run_traced, method, scope, layout=layout))
 
 
 def select_jit(
@@ -119,8 +135,8 @@ def select_jit(
     """
     weights, grads, masks = _arrays(weights), _arrays(grads), _arrays(masks)
     names, groups, rate = check_problem(JAX, method, weights, grads, masks, k, scope, step)  # type: ignore[arg-type]
-    run = _compiled(json.dumps(method.to_config(), sort_keys=True), scope)
     w = [weights[n] for n in names]  # type: ignore[index]
+    run = _compiled(json.dumps(method.to_config(), sort_keys=True), scope, layout_of(names, w))
     g = None if grads is None or not method.needs_grads else [grads[n] for n in names]
     ks = np.asarray([count for _, count in groups], np.dtype(count_dtype()))
     new, status = run(w, g, [masks[n] for n in names], ks, rate_bits(rate), np.int32(step or 0))  # type: ignore[index]

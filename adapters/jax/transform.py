@@ -44,12 +44,13 @@ import optax
 from fggp_core.distribution import SparseStart, random_masks
 from fggp_core.errors import ConfigError, InputMismatchError
 from fggp_core.methods import Method
-from fggp_core.pruner import check_config, event_table
+from fggp_core.pruner import EventReport, check_config, event_table
 from fggp_core.schedule import Schedule
 from fggp_core.selection import OK, check_counts, raise_status
 
 from .backend import JAX, count_dtype, rate_bits
 from .selection import run_traced
+from .sharded import ShardLayout, layout_of
 
 __all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable", "migrate_state"]
 
@@ -79,7 +80,9 @@ class PruneState(NamedTuple):
     k]`` in the count type (int32, int64 under x64): code 1 non-finite score, 2 unreachable
     target; ``tensor`` indexes the prunable leaves; ``stage`` the method's ``plan()``; ``k``
     the failed group's count. ``method``: static, no leaves (None in a state saved by fggp
-    0.1.0, whose ``last_skip`` had 5 entries: ``migrate_state`` upgrades it).
+    0.1.0, whose ``last_skip`` had 5 entries: ``migrate_state`` upgrades it). ``layout``: static,
+    the prunable leaves' ``ShardLayout`` seen by ``init`` when they are sharded over a mesh (events
+    then select per device, inside ``shard_map``), else None.
     """
 
     inner: Any
@@ -88,6 +91,7 @@ class PruneState(NamedTuple):
     skipped: jax.Array
     last_skip: jax.Array
     method: MethodConfig | None = None
+    layout: ShardLayout | None = None
 
 
 def _is_none(x: Any) -> bool:
@@ -146,10 +150,12 @@ def _prunable_flags(params: Any, prunable: Prunable) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def _tables(method: Method, schedule: Schedule, scope: str, distribution: str, shapes: tuple) -> tuple:
+def _tables(
+    method: Method, schedule: Schedule, scope: str, distribution: str, allow_empty: bool, shapes: tuple
+) -> tuple:
     """The core's ``event_table`` as device constants: steps (int32, the step counter's type),
     targets (count type, [E, G]) and rates as ``rate_bits`` (uint32 [E, 2])."""
-    table = event_table(method, schedule, scope, distribution, dict(shapes))
+    table = event_table(method, schedule, scope, distribution, dict(shapes), allow_empty)
     steps = np.minimum(table.steps, np.iinfo(np.int32).max).astype(np.int32)  # later steps never come
     return steps, table.targets.astype(np.dtype(count_dtype())), rate_bits(table.rates)
 
@@ -164,6 +170,8 @@ def wrap(
     sparse_start: SparseStart | None = None,
     distribution: str = "uniform",
     skip_nonfinite: bool = False,
+    on_event: Callable[[EventReport], Any] | None = None,
+    allow_empty: bool = False,
 ) -> optax.GradientTransformation:
     """Prune params gradually while ``inner`` optimizes them; jittable, events included.
 
@@ -178,8 +186,17 @@ def wrap(
     ``update`` warns and skips instead of raising (under jit events are always skipped and
     flagged; see ``check``). ``update`` needs ``params``. Keep ``wrap`` outermost (a later
     transformation could move pruned params off zero).
+
+    ``on_event``: called on the host with each event's ``EventReport`` through
+    ``jax.debug.callback`` placed in the event branch only, so steps between events stay one
+    asynchronous program with no host call (None: nothing is traced). Under jit the callback
+    runs asynchronously and ``seconds`` is NaN (a device program cannot time itself); skipped
+    events arrive with ``skipped=True``. Without ``on_event``, read ``sparsity(opt_state)`` /
+    ``layer_report(opt_state)`` at your logging cadence.
     """
     check_config(method, schedule, scope, distribution, sparse_start)
+    if on_event is not None and not callable(on_event):
+        raise ConfigError("on_event", on_event, "must be None or a callable taking an EventReport")
     if isinstance(inner, optax.MultiSteps) or not hasattr(inner, "update"):
         raise ConfigError(
             "inner", inner,
@@ -187,7 +204,11 @@ def wrap(
             "optax.MultiSteps(fggp.jax.wrap(inner, ...), k) so events count real optimizer steps",
         )
     config = MethodConfig(json.dumps(method.to_config(), sort_keys=True))
-    tables = functools.lru_cache(maxsize=8)(functools.partial(_tables, method, schedule, scope, distribution))
+    if not isinstance(allow_empty, bool):
+        raise ConfigError("allow_empty", allow_empty, "must be True or False (layerwise: may a leaf be emptied)")
+    tables = functools.lru_cache(maxsize=8)(
+        functools.partial(_tables, method, schedule, scope, distribution, allow_empty)
+    )
 
     def init(params: Any) -> PruneState:
         names, leaves = leaf_names(params), jax.tree.leaves(params)
@@ -201,6 +222,7 @@ def wrap(
                     f"prunable leaf {names[i]} has dtype {dtype}; only floating leaves can be pruned"
                 )
         check_counts(JAX, [math.prod(jnp.shape(leaves[i])) for i in chosen])  # int32 counts without x64
+        layout = layout_of([names[i] for i in chosen], [leaves[i] for i in chosen])  # refuses what it cannot do
         host = {}
         if sparse_start is not None:
             host = random_masks({names[i]: tuple(jnp.shape(leaves[i])) for i in chosen}, sparse_start)
@@ -215,6 +237,7 @@ def wrap(
             skipped=jnp.zeros((), jnp.int32),
             last_skip=jnp.zeros(6, count_dtype()),
             method=config,
+            layout=layout,
         )
 
     def update(updates: Any, state: PruneState, params: Any = None) -> tuple[Any, PruneState]:
@@ -250,7 +273,10 @@ def wrap(
         steps, targets, rates = tables(tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen)))
         p, u, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, u_leaves, g_leaves, mask_leaves))
         grads = g if method.needs_grads else None
-        new_m, info = _maybe_event(method, scope, (steps, targets, rates), updated_weights, grads, m, count)
+        report = None if on_event is None else functools.partial(_host_report, on_event, schedule, scope, names)
+        new_m, info = _maybe_event(
+            method, scope, (steps, targets, rates), updated_weights, grads, m, count, report, state.layout
+        )
 
         out_u, out_m = list(u_leaves), list(mask_leaves)
         for j, i in enumerate(chosen):
@@ -265,6 +291,7 @@ def wrap(
             skipped=state.skipped + failed.astype(jnp.int32),
             last_skip=jnp.where(failed, record, state.last_skip),
             method=state.method,
+            layout=state.layout,
         )
         if not isinstance(info, jax.core.Tracer) and int(info[0]) != OK:  # eager: report now
             if not skip_nonfinite:
@@ -288,7 +315,22 @@ def _aligned(params: Any, mask_tree: Any) -> tuple[Any, list[Any], list[int]]:
     return treedef, mask_leaves, [i for i, m in enumerate(mask_leaves) if m is not None]
 
 
-def _maybe_event(method, scope, tables, weights_fn, g, m, count) -> tuple[list[jax.Array], jax.Array]:
+def _host_report(
+    on_event: Callable, schedule: Schedule, scope: str, names: list[str], step, ks, sizes, pruned, code
+) -> None:
+    """Build the ``EventReport`` on the host from the event branch's counts (``jax.debug.callback``)."""
+    sizes, pruned = np.asarray(sizes, np.int64), np.asarray(pruned, np.int64)
+    step, k = int(step), [int(x) for x in np.asarray(ks)]
+    on_event(EventReport(
+        step, schedule.sparsity(step), k[0] if scope == "global" else dict(zip(names, k)),
+        int(pruned.sum()), int(sizes.sum()), skipped=int(code) != OK, reason="" if int(code) == OK else f"code {code}",
+        density={n: 1.0 - int(p) / max(1, int(s)) for n, s, p in zip(names, sizes, pruned)}, seconds=math.nan,
+    ))
+
+
+def _maybe_event(
+    method, scope, tables, weights_fn, g, m, count, report=None, layout=None
+) -> tuple[list[jax.Array], jax.Array]:
     """``lax.cond`` on "count is an event step": the event's new masks (the old ones on a failure)
     and ``[code, tensor, count, stage, k]`` (all 0 without event or failure), in the count type.
     ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step."""
@@ -305,11 +347,16 @@ def _maybe_event(method, scope, tables, weights_fn, g, m, count) -> tuple[list[j
         pruned = jnp.stack([JAX.scalar(x.size) - JAX.count(x) for x in m])
         target = jnp.asarray(targets)[row]
         ks = jnp.maximum(0, target - (jnp.sum(pruned, keepdims=True) if scope == "global" else pruned))
-        new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count)
+        new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count, layout)
         k = ks[0] if scope == "global" else ks[jnp.clip(status.tensor, 0, len(m) - 1)]
         info = jnp.stack([jnp.asarray(v).astype(zero.dtype) for v in (*status, k)])
         ok = status.code == OK
-        return [jnp.where(ok, a, b) for a, b in zip(new, m)], info
+        out = [jnp.where(ok, a, b) for a, b in zip(new, m)]
+        if report is not None:  # only in this branch: no host call between events
+            sizes = jnp.stack([JAX.scalar(x.size) for x in out])
+            pruned = jnp.stack([JAX.scalar(x.size) - JAX.count(x) for x in out])
+            jax.debug.callback(report, count, ks, sizes, pruned, status.code)
+        return out, info
 
     def no_event(operands):
         return list(operands[1]), zero

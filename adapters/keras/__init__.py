@@ -37,6 +37,7 @@ from .callback import (
 )
 from .capture import OptimizerHook
 from .selection import select
+from .sparse_file import load_sparse, save_sparse
 
 __all__ = [
     "KERAS",
@@ -45,7 +46,9 @@ __all__ = [
     "PruningCallback",
     "check_prunable",
     "default_prunable",
+    "load_sparse",
     "prunable_variables",
+    "save_sparse",
     "select",
     "sparsity_report",
     "strip_pruning",

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from fggp_core.backend import INF_KEY
+from fggp_core.backend import INF_KEY, OneDevice
 
 __all__ = ["KerasBackend", "KERAS", "device_of"]
 
@@ -84,7 +84,7 @@ def _no_x64() -> bool:
     return not jax.config.jax_enable_x64
 
 
-class KerasBackend:
+class KerasBackend(OneDevice):
     """``fggp_core.backend.Backend`` over the tensors of the process's Keras backend."""
 
     name = "keras"
@@ -139,9 +139,12 @@ class KerasBackend:
             return self.scalar(math.floor(float(rate) * float(self.to_host(n))), like=n)
         with _On(n):  # one IEEE float64 multiply, as the host computes float(rate) * float(n)
             product = ops.multiply(ops.cast(n, "float64"), ops.convert_to_tensor(rate, dtype="float64"))
-            # The cast truncates, which is floor for the product of a rate >= 0 and a count >= 0
-            # (ops.floor would return float32 for float64 input under Keras's type promotion).
-            return ops.cast(product, self.count_dtype)
+            # The cast truncates toward 0 (ops.floor would return float32 for float64 input under
+            # Keras's type promotion); one less where that rounded a negative product up (GraNet's
+            # negated rate: floor(-r * n) = -ceil(r * n)).
+            truncated = ops.cast(product, self.count_dtype)
+            above = ops.greater(ops.cast(truncated, "float64"), product)
+            return ops.where(above, truncated - ops.cast(1, self.count_dtype), truncated)
 
     # -- the primitives of selection -----------------------------------------------------
     def keys(self, t: Any, other: Any | None, score: str, out: Any = None) -> Any:
@@ -205,8 +208,6 @@ class KerasBackend:
             seen = _cumsum(ops.cast(mask, self.count_dtype), self.count_dtype)  # Trues up to and including each
             return ops.logical_and(mask, ops.less_equal(seen, ops.cast(r, self.count_dtype)))
 
-    def reduce(self, x: Any) -> Any:
-        return x
 
 
 KERAS = KerasBackend()

@@ -134,10 +134,16 @@ class PruningCallback(keras.callbacks.Callback):
     """Prune the model during ``model.fit`` with ``method`` on ``schedule``.
 
     Arguments are those of ``fggp_core.Pruner`` (``method``, ``schedule``, ``scope``,
-    ``distribution``, ``skip_nonfinite``) plus ``prunable`` (see ``prunable_variables``) and
+    ``distribution``, ``skip_nonfinite``, ``allow_empty``) plus ``prunable`` (see ``prunable_variables``) and
     ``sparse_start`` (a ``SparseStart``: a seeded random mask applied before training).
     Steps are the optimizer's iterations: a resumed ``fit`` (``initial_epoch``) continues the
     schedule from ``optimizer.iterations``. ``events`` lists the ``EventReport`` of every event.
+    ``on_event``: called with each ``EventReport`` (step, target and reached sparsity, per-variable
+    density, seconds), e.g. to write it to a logger. At each epoch end the callback adds
+    ``sparsity`` (reached, over the prunable variables) to the epoch ``logs``, so ``History``,
+    ``CSVLogger`` and ``keras.callbacks.TensorBoard`` record it: list this callback before those
+    in ``callbacks=[...]`` (Keras passes one ``logs`` dict to the callbacks in order; ``History``
+    always comes last).
     """
 
     def __init__(
@@ -150,10 +156,13 @@ class PruningCallback(keras.callbacks.Callback):
         sparse_start: SparseStart | None = None,
         distribution: str = "uniform",
         skip_nonfinite: bool = False,
+        on_event: Callable[[EventReport], Any] | None = None,
+        allow_empty: bool = False,
     ) -> None:
         super().__init__()
         self.pruner = Pruner(
-            method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, backend=KERAS
+            method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, backend=KERAS,
+            on_event=on_event, allow_empty=allow_empty,
         )
         self.prunable = check_prunable(prunable)
         if sparse_start is not None and not isinstance(sparse_start, SparseStart):
@@ -199,6 +208,7 @@ class PruningCallback(keras.callbacks.Callback):
             sparse_start=None if start is None else SparseStart(**start),
             distribution=config.get("distribution", "uniform"),
             skip_nonfinite=config.get("skip_nonfinite", False),
+            allow_empty=config.get("allow_empty", False),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -259,6 +269,10 @@ class PruningCallback(keras.callbacks.Callback):
         # optimizer.iterations does (a later fit resumes from there).
         if self.pruner.advance():
             self._event()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None and self.pruner.masks:
+            logs["sparsity"] = self.pruner.sparsity()
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self._hook is None:

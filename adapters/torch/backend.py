@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fggp_core.backend import INF_KEY
+from fggp_core.backend import INF_KEY, OneDevice
 
 __all__ = ["TorchBackend", "TORCH"]
 
@@ -31,7 +31,7 @@ def _inf_key(keys: torch.Tensor) -> int:
     return INF_KEY["float64" if keys.dtype == torch.int64 else "float32"]
 
 
-class TorchBackend:
+class TorchBackend(OneDevice):
     """``fggp_core.backend.Backend`` over torch tensors.
 
     ``block``: entries per block of the ``histogram`` scan (default 2**20), so its int32
@@ -182,8 +182,6 @@ class TorchBackend:
             x.index_copy_(0, j, row)
         return mask
 
-    def reduce(self, x: Any) -> Any:
-        return x
 
 
 TORCH = TorchBackend()

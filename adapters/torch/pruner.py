@@ -16,7 +16,7 @@ scaler's ``found_inf`` is set and the post-step hook ignores the step.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from fggp_core.schedule import Schedule
 from .backend import TORCH
 from .masking import PrunedEntries
 from .params import UNSET, PrunableSpec, check_optimizer, prunable_from_alias, prunable_parameters
+from .sharding import ShardedTorchBackend, backend_for, check_not_fsdp1, is_dtensor, local
 
 __all__ = ["TorchPruner", "attach", "finalize"]
 
@@ -60,6 +61,7 @@ class TorchPruner:
         self.params = params
         self._pruned = PrunedEntries({}, {})  # the entries to keep at zero, per tensor with some
         self._handles: list[Any] = []
+        self._dense_grads: dict[str, torch.Tensor] | None = None  # GraNet: unmasked grads of an event step
 
     # -- what the user reads -------------------------------------------------------------
     @property
@@ -92,11 +94,15 @@ class TorchPruner:
 
     # -- hooks ---------------------------------------------------------------------------
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._dense_grads = None
+        if self.core.method.regrows and self.core.is_event(self.core.step + 1):
+            # regrowth ranks pruned entries by |g|: keep this step's gradients before masking them
+            self._dense_grads = {n: p.grad.detach().clone() for n, p in self.params.items() if p.grad is not None}
         with torch.no_grad():
             for name in self._pruned:
                 grad = self.params[name].grad
                 if grad is not None:
-                    self._pruned.multiply(name, grad)
+                    self._pruned.multiply(name, local(grad))
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if _skipped_by_grad_scaler(optimizer):
@@ -124,10 +130,13 @@ class TorchPruner:
                 f"method {self.core.method.name!r} scores by gradient: every prunable parameter must take part "
                 "in the loss of the step that ends at an event (or leave it out with prunable=...)"
             )
+        if self._dense_grads is not None and len(self._dense_grads) == len(self.params):
+            return self._dense_grads  # unmasked: regrowth needs the gradients of pruned entries
         return {n: p.grad for n, p in self.params.items()}  # type: ignore[misc]
 
     def _event(self) -> EventReport:
         report = self.core.prune(self.params, self._event_grads())  # pure until it succeeds
+        self._dense_grads = None
         if not report.skipped:
             self._apply()
         return report
@@ -135,7 +144,9 @@ class TorchPruner:
     # -- applying masks ------------------------------------------------------------------
     def _apply(self) -> None:
         """The core's masks (each on its parameter's device) onto weights, gradients and optimizer state."""
-        self._pruned = PrunedEntries(self.core.masks, {n: p.dtype for n, p in self.params.items()})
+        # per rank: a sharded parameter's block is masked with its mask's block (same placements)
+        masks = {n: local(m) for n, m in self.core.masks.items()}
+        self._pruned = PrunedEntries(masks, {n: p.dtype for n, p in self.params.items()})
         for name in self._pruned:
             self._zero_exactly(name)
 
@@ -143,22 +154,36 @@ class TorchPruner:
         """+0.0 at the pruned entries of the weight, its gradient and its weight-shaped optimizer state."""
         param = self.params[name]
         with torch.no_grad():
-            self._pruned.exact(name, param)
+            self._pruned.exact(name, local(param))
             if param.grad is not None:
-                self._pruned.exact(name, param.grad)
+                self._pruned.exact(name, local(param.grad))
             for value in self.optimizer.state.get(param, {}).values():  # momentum, Adam moments, ...
                 if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                    self._pruned.exact(name, value)
+                    self._pruned.exact(name, local(value))
 
     def _mask_weights(self) -> None:
         with torch.no_grad():
             for name in self._pruned:
-                if self._pruned.zero(name, self.params[name]):
+                if self._pruned.zero(name, local(self.params[name])):
                     self._zero_exactly(name)  # a NaN/inf got in (via a gradient): clean its state too
 
     # -- state ---------------------------------------------------------------------------
+    @property
+    def sharded(self) -> bool:
+        """Whether the prunable parameters are DTensors (FSDP2): masks are then DTensors too."""
+        return isinstance(self.core.backend, ShardedTorchBackend)
+
     def state_dict(self) -> dict[str, Any]:
-        """Step, masks (CPU bool tensors) and configuration: loadable with ``torch.load(weights_only=True)``."""
+        """Step, masks and configuration: loadable with ``torch.load(weights_only=True)``.
+
+        Masks are CPU bool tensors; for sharded parameters they stay DTensors with the
+        parameters' placements, for ``torch.distributed.checkpoint`` (``dcp.save``/``dcp.load``),
+        which writes each rank's blocks and reshards them on load, to any world size.
+        """
+        if self.sharded:  # copies: dcp.load writes into the state it is given, never into the live masks
+            state = self.core.state_dict(host=False)
+            state["masks"] = {n: m.clone() for n, m in state["masks"].items()}
+            return state
         state = self.core.state_dict()
         state["masks"] = {n: torch.from_numpy(m) for n, m in state["masks"].items()}
         return state
@@ -172,6 +197,13 @@ class TorchPruner:
         masks = state.get("masks")
         if not isinstance(masks, Mapping):
             raise ConfigError("state['masks']", type(masks).__name__, "must map parameter names to bool masks")
+        if self.sharded and all(is_dtensor(m) for m in masks.values()):  # from dcp.load: no gathering
+            for name, mask in masks.items():
+                if mask.dtype != torch.bool:
+                    raise InputMismatchError(f"state mask {name!r} has dtype {mask.dtype}; masks must be bool")
+            self.core.load_state_dict(state, host=False)
+            self._apply()
+            return
         host = {n: m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m) for n, m in masks.items()}
         for name, mask in host.items():
             if mask.dtype != np.bool_:
@@ -191,7 +223,7 @@ class TorchPruner:
         """Apply the masks a last time, detach, and return the model: plain, nothing of fggp attached."""
         with torch.no_grad():
             for name in self._pruned:
-                self._pruned.exact(name, self.params[name])
+                self._pruned.exact(name, local(self.params[name]))
         self.remove()
         return self.model
 
@@ -214,6 +246,8 @@ def attach(
     distribution: str = "uniform",
     skip_nonfinite: bool = False,
     params: Any = UNSET,
+    on_event: Callable[[EventReport], Any] | None = None,
+    allow_empty: bool = False,
 ) -> TorchPruner:
     """Prune ``model`` during training with ``optimizer``; the training loop stays unchanged.
 
@@ -226,18 +260,23 @@ def attach(
     a predicate ``name -> bool``; warns ``DeprecationWarning``). ``sparse_start``: a
     ``SparseStart`` random initial mask, applied to the weights now. ``skip_nonfinite``: skip
     (with a warning) an event whose scores hold NaN/inf instead of raising
-    ``NonFiniteScoreError``. Raises ``ConfigError``/``InputMismatchError`` on bad input, before
-    anything is changed.
+    ``NonFiniteScoreError``. ``on_event``: called with each event's ``EventReport`` (step, target
+    and reached sparsity, per-tensor density, seconds) for loggers, e.g. ``fggp.torch.TensorBoard``.
+    ``allow_empty``: let layerwise targets prune a tensor entirely (default: each keeps one entry).
+    Raises ``ConfigError``/``InputMismatchError`` on bad input, before anything is changed.
     """
     spec, argument = prunable_from_alias(prunable, params)
+    check_not_fsdp1(model)
     chosen = prunable_parameters(model, spec, argument=argument)
     check_optimizer(optimizer, chosen)
+    backend = backend_for(chosen, TORCH)  # DTensor parameters (FSDP2): each rank selects on its blocks
     if any(p.optimizer is optimizer and p.attached for p in _ATTACHED):
         raise ConfigError(
             "optimizer", type(optimizer).__name__, "already has a fggp pruner attached; remove() it first"
         )
     core = Pruner(
-        method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, backend=TORCH
+        method, schedule, scope=scope, distribution=distribution, skip_nonfinite=skip_nonfinite, backend=backend,
+        on_event=on_event, allow_empty=allow_empty,
     )
     core.init_masks(chosen, sparse_start)
     pruner = TorchPruner(model, optimizer, core, chosen)

@@ -170,7 +170,7 @@ def test_the_algorithm_never_reads_a_value_or_copies_a_tensor_to_the_host(monkey
             "magnitude", "gradient", extra_fraction=F.CosineRate(0.5, 0.005, 30))):
         flat = [TORCH.flat(m) for m in masks]
         pruned, status = prune_group(TORCH, method.plan(), weights, grads, flat, k, rate=method.rate_at(3), reserve=5,
-                                     random=host_random(TORCH, 1, 3, weights[0]))
+                                     random=host_random(TORCH, 1, 3))
         assert all(p.dtype == torch.bool and p.shape == f.shape for p, f in zip(pruned, flat))
         assert all(isinstance(s, torch.Tensor) and s.dtype == torch.int64 for s in status)
         new, _ = run_groups(TORCH, method, weights, grads, masks, [([0], k), ([1], TORCH.scalar(100))],
