@@ -18,7 +18,7 @@ from typing import Any
 from lightning.pytorch import Callback
 
 from fggp.torch.params import PrunableSpec
-from fggp.torch.trainer_support import FrameworkPruning
+from fggp.torch.trainer_support import FrameworkPruning, PruningAccess
 from fggp_core.distribution import SparseStart
 from fggp_core.errors import ConfigError
 from fggp_core.methods import Method
@@ -28,7 +28,7 @@ from fggp_core.schedule import Schedule
 __all__ = ["PruningCallback"]
 
 
-class PruningCallback(Callback):
+class PruningCallback(PruningAccess, Callback):  # PruningAccess first: its state_dict is the state
     """Prune during ``trainer.fit`` with ``method`` on ``schedule`` (steps: optimizer steps = ``global_step``).
 
     Arguments as ``fggp.torch.attach`` (``prunable`` names are those of
@@ -57,29 +57,6 @@ class PruningCallback(Callback):
             distribution=distribution, skip_nonfinite=skip_nonfinite, on_event=on_event,
         )
         self.log_name = log_name
-
-    # -- what the user reads -------------------------------------------------------------
-    @property
-    def pruner(self) -> Any:
-        """The attached ``fggp.torch.TorchPruner`` (None before fit starts)."""
-        return self.pruning.pruner
-
-    @property
-    def events(self) -> list[EventReport]:
-        return self.pruning.events
-
-    def sparsity(self) -> float:
-        return self.pruning.sparsity()
-
-    def layer_report(self) -> dict[str, dict[str, float]]:
-        return self.pruning.layer_report()
-
-    # -- Lightning's callback state API ------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return self.pruning.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.pruning.load_state_dict(state_dict)
 
     # -- hooks ---------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:

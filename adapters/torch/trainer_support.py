@@ -24,7 +24,7 @@ from fggp_core.schedule import Schedule
 from .params import PrunableSpec
 from .pruner import TorchPruner, attach
 
-__all__ = ["FrameworkPruning", "unwrap_optimizer"]
+__all__ = ["FrameworkPruning", "PruningAccess", "unwrap_optimizer"]
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
@@ -164,3 +164,31 @@ class FrameworkPruning:
             self._sparsity = self.pruner.sparsity()
         else:
             self._pending = dict(state)
+
+
+class PruningAccess:
+    """What a framework callback exposes of its ``FrameworkPruning`` (held as ``self.pruning``)."""
+
+    pruning: FrameworkPruning
+
+    @property
+    def pruner(self) -> TorchPruner | None:
+        """The attached ``fggp.torch.TorchPruner`` (None before training starts)."""
+        return self.pruning.pruner
+
+    @property
+    def events(self) -> list[EventReport]:
+        """The ``EventReport`` of every event of this callback's training runs."""
+        return self.pruning.events
+
+    def sparsity(self) -> float:
+        return self.pruning.sparsity()
+
+    def layer_report(self) -> dict[str, dict[str, float]]:
+        return self.pruning.layer_report()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.pruning.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pruning.load_state_dict(state)

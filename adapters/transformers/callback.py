@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from transformers.pytorch_utils import Conv1D
 
 from fggp.torch.params import PrunableSpec
-from fggp.torch.trainer_support import FrameworkPruning, unwrap_optimizer
+from fggp.torch.trainer_support import FrameworkPruning, PruningAccess, unwrap_optimizer
 from fggp_core.distribution import SparseStart
 from fggp_core.errors import ConfigError
 from fggp_core.methods import Method
@@ -65,7 +65,7 @@ def default_prunable(model: nn.Module) -> list[str]:
     return names
 
 
-class PruningCallback(TrainerCallback):
+class PruningCallback(PruningAccess, TrainerCallback):
     """Prune during ``Trainer.train`` with ``method`` on ``schedule``.
 
     ``method``/``schedule``: fggp objects (``FGGP()``, ``Magnitude()``, ``PolynomialSchedule``,
@@ -102,29 +102,6 @@ class PruningCallback(TrainerCallback):
             method, schedule, scope=scope, prunable=prunable, sparse_start=sparse_start,
             distribution=distribution, skip_nonfinite=skip_nonfinite, on_event=on_event,
         )
-
-    # -- what the user reads -------------------------------------------------------------
-    @property
-    def pruner(self) -> Any:
-        """The attached ``fggp.torch.TorchPruner`` (None before training starts)."""
-        return self.pruning.pruner
-
-    @property
-    def events(self) -> list[EventReport]:
-        """The ``EventReport`` of every event of this callback's training runs."""
-        return self.pruning.events
-
-    def sparsity(self) -> float:
-        return self.pruning.sparsity()
-
-    def layer_report(self) -> dict[str, dict[str, float]]:
-        return self.pruning.layer_report()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.pruning.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pruning.load_state_dict(state)
 
     # -- Trainer events ------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
