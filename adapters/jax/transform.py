@@ -333,7 +333,8 @@ def _maybe_event(
 ) -> tuple[list[jax.Array], jax.Array]:
     """``lax.cond`` on "count is an event step": the event's new masks (the old ones on a failure)
     and ``[code, tensor, count, stage, k]`` (all 0 without event or failure), in the count type.
-    ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step."""
+    ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step;
+    ``layout``: the state's ``ShardLayout`` (None: one whole-array program)."""
     steps, targets, rates = tables
     zero = jnp.zeros(5, count_dtype())
     if len(steps) == 0:
