@@ -143,9 +143,11 @@ def main() -> None:
             dcp.save(state, checkpoint_id=os.path.join(args.save, case.replace(":", "-")))
         for name, mask in global_masks(pruner).items():
             out[f"{case}/{name}"] = mask
-        local_zero = all(
-            bool((ft.sharding.local(p)[~ft.sharding.local(pruner.masks[n])] == 0).all())
+        local = ft.sharding.local
+        local_zero = all(  # weight, gradient and Adam moments of pruned entries, on this rank's shards
+            bool((local(t)[~local(pruner.masks[n])] == 0).all())
             for n, p in pruner.params.items()
+            for t in [p, p.grad, opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]]
         )
         every = torch.tensor(int(local_zero))
         dist.all_reduce(every, op=dist.ReduceOp.MIN)  # every rank's shards
