@@ -17,7 +17,7 @@ from fggp_core.errors import ConfigError
 __all__ = ["METHODS", "MODELS", "Settings", "RunSpec", "load_config", "grid", "EXPERIMENT_KEYS"]
 
 MODELS = ("mlp", "cnn", "vgg19", "resnet50")
-METHODS = ("dense", "fggp", "gmp", "global_mp", "gradient", "taylor", "random", "annealed")
+METHODS = ("dense", "fggp", "gmp", "global_mp", "global_mp_gupta", "granet", "annealed", "gradient", "taylor", "random")
 DEVICES = ("cpu", "cuda", "auto")
 
 # Settings that change what a run computes: results made with other values are not resumed.

@@ -5,6 +5,8 @@ The method names of the CLI map to the core's classes:
 - ``fggp``: ``FGGP(rate)``; ``gmp``: ``Magnitude()``; ``gradient``, ``taylor``, ``random``;
 - ``annealed``: GraNet's rate in the same framework, magnitude first then gradient,
   ``TwoStage("magnitude", "gradient", extra_fraction=CosineRate(0.5, 0.005, total_steps))``;
+- ``granet``: GraNet itself, ``GraNet(total_steps)``: prune by magnitude, then regrow by gradient
+  among the pruned entries at GraNet's cosine-decayed rate (0.5 to 0.005 over the run);
 
 all with the cubic ``PolynomialSchedule(init_sparsity, sparsity, 0, end, every)`` where
 ``end = round(prune_until * total_steps)``; and
@@ -12,9 +14,13 @@ all with the cubic ``PolynomialSchedule(init_sparsity, sparsity, 0, end, every)`
 - ``global_mp``: Global MP with a minimum threshold, ``GlobalMP(min_keep)`` under global scope
   with ``OneShotSchedule(sparsity, step=round(one_shot_at * total_steps))``: dense training,
   one pruning event, fine-tuning with the masks kept for the rest of the run;
+- ``global_mp_gupta``: the same with the authors' clamp-and-redistribute threshold rule,
+  ``GlobalMP(min_keep, rule="gupta")``;
 - ``dense``: no pruning.
 
-A sparse start (``init_sparsity > 0``) draws a seeded ERK random mask before training.
+A sparse start (``init_sparsity > 0``) draws a seeded ERK random mask before training. Every run
+records the multiply-accumulates per test sample of its Conv/Linear layers, dense and pruned
+(``fggp.torch.flops``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from fggp_core import (
     CosineRate,
     GlobalMP,
     Gradient,
+    GraNet,
     Magnitude,
     Method,
     OneShotSchedule,
@@ -79,9 +86,9 @@ def _min_keep(settings: Settings) -> int | float:
 
 def check_plan(settings: Settings, data: Dataset) -> None:
     """Fail before any training when the grid cannot run: the model does not fit the data, or
-    global_mp's minimum threshold reserves more weights than a target sparsity keeps."""
+    Global MP's minimum threshold (either rule) reserves more weights than a target sparsity keeps."""
     model = build_model(settings.model, data.input_shape, data.num_classes)
-    if "global_mp" not in settings.methods:
+    if not GLOBAL_MP.keys() & set(settings.methods):
         return
     params = dict(model.named_parameters())
     sizes = [params[n].numel() for n in _prunable(model, settings)]
@@ -98,11 +105,15 @@ def check_plan(settings: Settings, data: Dataset) -> None:
             )  # fmt: skip
 
 
+GLOBAL_MP = {"global_mp": "reserve", "global_mp_gupta": "gupta"}  # CLI name -> GlobalMP(rule=)
+
+
 def pruning_plan(settings: Settings, spec: RunSpec, total_steps: int) -> tuple[Method, Schedule, str]:
     """The core method, schedule and scope of ``spec`` for a run of ``total_steps`` optimizer steps."""
-    if spec.method == "global_mp":
+    if spec.method in GLOBAL_MP:
         step = min(total_steps, max(1, round(settings.one_shot_at * total_steps)))
-        return GlobalMP(min_keep=_min_keep(settings)), OneShotSchedule(spec.sparsity, step=step), "global"
+        method = GlobalMP(min_keep=_min_keep(settings), rule=GLOBAL_MP[spec.method])
+        return method, OneShotSchedule(spec.sparsity, step=step), "global"
     methods: dict[str, Callable[[], Method]] = {
         "fggp": lambda: FGGP(settings.rate),
         "gmp": Magnitude,
@@ -110,9 +121,10 @@ def pruning_plan(settings: Settings, spec: RunSpec, total_steps: int) -> tuple[M
         "taylor": Taylor,
         "random": lambda: Random(seed=spec.seed),
         "annealed": lambda: TwoStage("magnitude", "gradient", extra_fraction=CosineRate(0.5, 0.005, total_steps)),
+        "granet": lambda: GraNet(total_steps),
     }
     if spec.method not in methods:
-        raise ConfigError("--methods", spec.method, f"must be one of {['dense', 'global_mp', *methods]}")
+        raise ConfigError("--methods", spec.method, f"must be one of {['dense', *GLOBAL_MP, *methods]}")
     end = min(total_steps, max(1, round(settings.prune_until * total_steps)))
     every = settings.prune_every or max(1, end // 20)
     schedule = PolynomialSchedule(spec.init_sparsity, spec.sparsity, 0, end, every, power=settings.power)
@@ -127,7 +139,9 @@ def run_experiment(
     Record fields: ``accuracy`` (test top-1, fraction), ``sparsity`` (pruned fraction of the
     prunable weights reached), ``pruned``/``prunable`` (counts), ``time_s`` (wall seconds of
     training and evaluation), ``layers`` (per weight: size, density, prunable), ``trace``
-    ([step, sparsity] at the start, at every event and at the end), ``steps``, ``loss``.
+    ([step, sparsity] at the start, at every event and at the end), ``steps``, ``loss``,
+    ``dense_macs``/``macs`` (multiply-accumulates per test sample of the Conv/Linear layers, dense
+    and with the pruned weights skipped; per layer in ``layers``).
     """
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
@@ -155,7 +169,7 @@ def run_experiment(
     return {
         "method": spec.method, "sparsity_target": spec.sparsity, "init_sparsity": spec.init_sparsity,
         "seed": spec.seed, "accuracy": accuracy, "loss": loss, "time_s": elapsed, "steps": total_steps,
-        "device": str(device), **_sparsity_record(model, names, pruner), "trace": trace,
+        "device": str(device), **_sparsity_record(model, names, pruner, data), "trace": trace,
     }  # fmt: skip
 
 
@@ -216,16 +230,23 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.devic
     return correct / len(y)
 
 
-def _sparsity_record(model: nn.Module, names: list[str], pruner: Any) -> dict[str, Any]:
-    """Exact counts from the pruner, zeros counted in the weights, per-layer densities."""
+def _sparsity_record(model: nn.Module, names: list[str], pruner: Any, data: Dataset) -> dict[str, Any]:
+    """Exact counts from the pruner, zeros counted in the weights, per-layer densities and MACs."""
+    import fggp.torch
+
     params = dict(model.named_parameters())
     report = pruner.layer_report() if pruner is not None else {}
+    flops = fggp.torch.flops(model, data.input_shape, pruner=pruner)
     layers = {
         n: {"size": p.numel(), "density": float(report[n]["density"]) if n in report else 1.0, "prunable": n in names}
         for n, p in params.items()
         if p.dim() >= 2
     }
+    for name, layer in flops.layers.items():
+        layers[name].update(dense_macs=layer.dense_macs, macs=layer.macs)
     return {
+        "dense_macs": flops.dense_macs,
+        "macs": flops.macs,
         "sparsity": float(pruner.sparsity()) if pruner is not None else 0.0,
         "pruned": sum(int(r["pruned"]) for r in report.values()),
         "prunable": sum(params[n].numel() for n in names),

@@ -163,9 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the embedded demo: digits, small CNN, dense/FGGP/GMP/Global MP at 90/95/98 %%, 5 seeds",
         description="Train the small CNN on scikit-learn's 8x8 digits dense and with FGGP, GMP and Global MP "
         "(one-shot + fine-tune, minimum threshold) at 90, 95 and 98 %% sparsity over 5 seeds; print the table "
-        "and write results.json, results.csv, table.md and PNG plots. A few minutes on 2 CPU cores.",
+        "and write results.json, results.csv, table.md and PNG plots. A few minutes on 2 CPU cores. "
+        "--methods adds or replaces methods, e.g. --methods dense fggp gmp global_mp global_mp_gupta granet.",
     )  # fmt: skip
     demo.add_argument("--out", default="fggp-demo", help="result folder (default: fggp-demo)")
+    demo.add_argument(
+        "--methods", nargs="+", type=_list(str), metavar="M",
+        help=f"any of {', '.join(METHODS)} (default: dense fggp gmp global_mp)",
+    )  # fmt: skip
     _add_common(demo)
     run = commands.add_parser(
         "run", help="one experiment grid (methods x sparsities x starts x seeds)",

@@ -3,6 +3,8 @@
 - ``accuracy_vs_sparsity.png``: mean test accuracy ± std over seeds against the target
   sparsity, one line per method, the dense accuracy as a band; one panel per data, model,
   epochs and start;
+- ``accuracy_vs_flops.png``: the same accuracies against the remaining multiply-accumulates per
+  sample (% of the dense model's, log scale; the Global MP paper's FLOPs axis);
 - ``sparsity_schedule.png``: the sparsity reached over optimizer steps (the recorded trace)
   at the highest target sparsity, one line per method (first seed); one panel per start;
 - ``layer_density.png``: the kept fraction of every weight tensor at the highest target
@@ -24,16 +26,17 @@ from .report import ORDER, Row  # noqa: E402
 
 __all__ = ["write_plots", "PLOTS"]
 
-PLOTS = ("accuracy_vs_sparsity.png", "sparsity_schedule.png", "layer_density.png")
+PLOTS = ("accuracy_vs_sparsity.png", "accuracy_vs_flops.png", "sparsity_schedule.png", "layer_density.png")
 STYLES = ("-", "--", ":", "-.")  # methods with the same schedule overlap: dashes keep each one visible
 
 
 def write_plots(folder: str, rows: list[Row], runs: list[dict[str, Any]]) -> list[str]:
-    """Write the three figures into ``folder``; return their paths."""
+    """Write the four figures into ``folder``; return their paths."""
     paths = [os.path.join(folder, name) for name in PLOTS]
-    _accuracy(paths[0], rows)
-    _schedule(paths[1], runs)
-    _layers(paths[2], runs)
+    _accuracy(paths[0], rows, flops=False)
+    _accuracy(paths[1], rows, flops=True)
+    _schedule(paths[2], runs)
+    _layers(paths[3], runs)
     return paths
 
 
@@ -58,13 +61,14 @@ def _save(figure: Any, path: str) -> None:
     os.replace(temporary, path)
 
 
-def _accuracy(path: str, rows: list[Row]) -> None:
-    pruned = [r for r in rows if r.method != "dense"]
+def _accuracy(path: str, rows: list[Row], flops: bool) -> None:
+    """Accuracy against target sparsity, or (``flops``) against the remaining MACs in %."""
+    pruned = [r for r in rows if r.method != "dense" and (r.macs_mean is not None or not flops)]
     panels = sorted({(r.data, r.model, r.epochs, r.init_sparsity) for r in pruned}) or [None]
     figure, axes = _panels(len(panels))
     for ax, panel in zip(axes, panels):
         if panel is None:
-            ax.text(0.5, 0.5, "no pruned runs", ha="center", va="center")
+            ax.text(0.5, 0.5, "no pruned runs" + (" with MACs recorded" if flops else ""), ha="center", va="center")
             continue
         data, model, epochs, init = panel
         for dense in (r for r in rows if r.method == "dense" and (r.data, r.model, r.epochs) == panel[:3]):
@@ -74,13 +78,18 @@ def _accuracy(path: str, rows: list[Row]) -> None:
         group = [r for r in pruned if (r.data, r.model, r.epochs, r.init_sparsity) == panel]
         for method in _methods({r.method for r in group}):
             line = sorted((r for r in group if r.method == method), key=lambda r: r.sparsity_target)
+            x = [100 * (r.macs_mean if flops else r.sparsity_target) for r in line]
             ax.errorbar(
-                [100 * r.sparsity_target for r in line], [100 * r.accuracy_mean for r in line],
+                x, [100 * r.accuracy_mean for r in line],
                 yerr=[100 * r.accuracy_std for r in line], marker="o", capsize=3, label=method,
             )  # fmt: skip
-        ax.set_xticks(sorted({100 * r.sparsity_target for r in group}))
+        if flops:
+            ax.set_xscale("log")
+            ax.invert_xaxis()  # left to right: fewer MACs, as sparsity grows on the other plot
+        else:
+            ax.set_xticks(sorted({100 * r.sparsity_target for r in group}))
         ax.set(
-            xlabel="target sparsity (%)",
+            xlabel="remaining MACs per sample (% of dense)" if flops else "target sparsity (%)",
             ylabel="test accuracy (%)",
             title=f"{data}, {model}, {epochs} ep, {_start(init)}",
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["Row", "summarise", "merge_runs", "format_table", "format_ranking", "markdown_table", "ranking"]
 
-ORDER = ("dense", "fggp", "gmp", "global_mp", "annealed", "gradient", "taylor", "random")
+ORDER = ("dense", "fggp", "gmp", "global_mp", "global_mp_gupta", "granet", "annealed", "gradient", "taylor", "random")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Row:
     sparsity_min: float
     sparsity_max: float
     time_mean: float
+    macs_mean: float | None = None  # remaining multiply-accumulates as a fraction of dense; None in old results
 
     @property
     def setting(self) -> tuple:
@@ -69,6 +70,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[Row]:
             sparsity_min=min(r["sparsity"] for r in group),
             sparsity_max=max(r["sparsity"] for r in group),
             time_mean=statistics.fmean(r["time_s"] for r in group),
+            macs_mean=_macs_fraction(group),
         )  # fmt: skip
         for key, group in groups.items()
     ]
@@ -79,20 +81,30 @@ def summarise(runs: list[dict[str, Any]]) -> list[Row]:
     )
 
 
+def _macs_fraction(group: list[dict[str, Any]]) -> float | None:
+    """Mean over seeds of the remaining MACs fraction (runs written before MACs were recorded: None)."""
+    if any(not r.get("dense_macs") for r in group):
+        return None
+    return statistics.fmean(r["macs"] / r["dense_macs"] for r in group)
+
+
 def _sparsity_cell(row: Row) -> str:
     if row.sparsity_min == row.sparsity_max:
         return f"{100 * row.sparsity_min:.3f}"
     return f"{100 * row.sparsity_min:.3f}-{100 * row.sparsity_max:.3f}"
 
 
-HEADER = ("data", "model", "epochs", "start", "target %", "method", "seeds", "accuracy %", "reached %", "time s")
+HEADER = (
+    "data", "model", "epochs", "start", "target %", "method", "seeds", "accuracy %", "reached %", "MACs %", "time s",
+)  # fmt: skip
 
 
 def _cells(row: Row) -> tuple[str, ...]:
     start = "dense" if row.init_sparsity == 0 else f"{100 * row.init_sparsity:g}% ERK"
     return (
         row.data, row.model, str(row.epochs), start, f"{100 * row.sparsity_target:g}", row.method, str(row.n),
-        f"{100 * row.accuracy_mean:.2f} ± {100 * row.accuracy_std:.2f}", _sparsity_cell(row), f"{row.time_mean:.1f}",
+        f"{100 * row.accuracy_mean:.2f} ± {100 * row.accuracy_std:.2f}", _sparsity_cell(row),
+        "-" if row.macs_mean is None else f"{100 * row.macs_mean:.2f}", f"{row.time_mean:.1f}",
     )  # fmt: skip
 
 

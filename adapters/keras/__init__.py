@@ -36,6 +36,7 @@ from .callback import (
     strip_pruning,
 )
 from .capture import OptimizerHook
+from .flops import flops
 from .selection import select
 from .sparse_file import load_sparse, save_sparse
 
@@ -43,6 +44,7 @@ __all__ = [
     "KERAS",
     "KerasBackend",
     "OptimizerHook",
+    "flops",
     "PruningCallback",
     "check_prunable",
     "default_prunable",

@@ -7,11 +7,13 @@
   and the pruner run on).
 - ``save_sparse`` / ``load_sparse`` / ``read_sparse``: the fggp sparse file (docs/sparse-format.md);
   ``to_sparse_linear``: pruned ``Linear`` layers as sparse CSR, only where measured faster.
+- ``flops(model, input_shape)``: dense and pruned multiply-accumulates per sample (``FlopsReport``).
 - ``TensorBoard(writer)``: an ``on_event`` hook writing each event's report as scalars.
 """
 
 from .backend import TORCH, TorchBackend
 from .events import TensorBoard
+from .flops import flops
 from .params import PRUNABLE_LAYERS, prunable_parameters
 from .pruner import TorchPruner, attach, finalize
 from .selection import select
@@ -27,6 +29,7 @@ __all__ = [
     "TorchPruner",
     "attach",
     "finalize",
+    "flops",
     "prunable_parameters",
     "load_sparse",
     "read_sparse",

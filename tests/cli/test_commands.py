@@ -73,6 +73,29 @@ def test_run_writes_every_run_with_the_exact_sparsity(grid_folder):
         assert len(densities) == 3 and min(densities) < 1.0
 
 
+def test_every_run_records_its_multiply_accumulates(grid_folder):
+    out, _ = grid_folder
+    for run in results(out):
+        assert run["dense_macs"] == 64 * 300 + 300 * 100 + 100 * 10  # LeNet-300-100 on 8x8 digits: one MAC a weight
+        assert run["macs"] == run["dense_macs"] - run["pruned"]  # every weight prunable, none pruned costs a MAC
+        assert sum(layer["macs"] for layer in run["layers"].values()) == run["macs"]
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert "| MACs % |" in table and "| 100.00 |" in table
+
+
+def test_granet_and_the_authors_global_mp_rule_run_from_the_command_line(tmp_path):
+    done = fggp("run", *TINY, "--methods", "granet", "global_mp_gupta", "annealed", "--sparsity", "0.9",
+                "--seeds", "0", "--out", tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = {r["method"]: r for r in results(tmp_path)}
+    assert sorted(runs) == ["annealed", "global_mp_gupta", "granet"]
+    assert runs["granet"]["pruned"] == round(0.9 * runs["granet"]["prunable"])  # regrowth keeps counts exact
+    gupta = runs["global_mp_gupta"]
+    # the authors' per-layer int() may keep up to one more entry per layer than the exact count
+    assert round(0.9 * gupta["prunable"]) - 3 < gupta["pruned"] <= round(0.9 * gupta["prunable"])
+    assert gupta["trace"][1][0] == 11 and min(v["density"] for v in gupta["layers"].values()) > 0
+
+
 def test_run_logs_one_line_per_run_and_prints_the_table(grid_folder):
     out, done = grid_folder
     lines = [line for line in done.stderr.splitlines() if line.startswith("run ")]
