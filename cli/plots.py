@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.ticker  # noqa: E402
 
 from .report import ORDER, Row  # noqa: E402
 
@@ -76,15 +77,18 @@ def _accuracy(path: str, rows: list[Row], flops: bool) -> None:
             ax.axhline(mean, color="black", lw=1, label=f"dense {mean:.2f}")
             ax.axhspan(mean - std, mean + std, color="black", alpha=0.1)
         group = [r for r in pruned if (r.data, r.model, r.epochs, r.init_sparsity) == panel]
-        for method in _methods({r.method for r in group}):
+        for i, method in enumerate(_methods({r.method for r in group})):
             line = sorted((r for r in group if r.method == method), key=lambda r: r.sparsity_target)
             x = [100 * (r.macs_mean if flops else r.sparsity_target) for r in line]
             ax.errorbar(
                 x, [100 * r.accuracy_mean for r in line],
                 yerr=[100 * r.accuracy_std for r in line], marker="o", capsize=3, label=method,
+                linestyle=STYLES[i % len(STYLES)],
             )  # fmt: skip
         if flops:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.invert_xaxis()  # left to right: fewer MACs, as sparsity grows on the other plot
         else:
             ax.set_xticks(sorted({100 * r.sparsity_target for r in group}))

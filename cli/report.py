@@ -148,7 +148,10 @@ def format_ranking(rows: list[Row]) -> str:
     for (data, model, epochs, init, target), group in ranking(rows).items():
         start = "dense start" if init == 0 else f"{100 * init:g}% ERK start"
         tied = [f"{r.method} {100 * r.accuracy_mean:.2f}" for r, near in group if near]
-        rest = [f"{r.method} {100 * r.accuracy_mean:.2f}" for r, near in group if not near]
-        text = " ≈ ".join(tied) + ("  >  " + "  >  ".join(rest) if rest else "")
+        text = " ≈ ".join(tied)
+        previous = None
+        for r in (r for r, near in group if not near):  # "=" for equal means: no order between them
+            text += (" = " if r.accuracy_mean == previous else "  >  ") + f"{r.method} {100 * r.accuracy_mean:.2f}"
+            previous = r.accuracy_mean
         lines.append(f"{data} {model} {epochs} ep, {start}, {100 * target:g}% sparsity: {text}")
     return "\n".join(lines)
