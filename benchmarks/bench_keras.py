@@ -1,20 +1,21 @@
-"""fit time per epoch with fggp.keras.PruningCallback between events, against plain fit.
+"""fit time with fggp.keras.PruningCallback between events, against plain fit (target <= 1.05x).
 
-Runs on the process's Keras backend (run once per KERAS_BACKEND). The model is an MLP
-784-512-512-10 on random data (8192 samples, batch 128: 64 steps per epoch). The pruning
-schedule has all its events in epoch 1; epochs 2.. are "between events": the optimizer hook
-masks gradients at every step (and weights too, for optimizers that could move pruned
-entries; not Adam). Plain and pruned runs alternate in a rotating order, and the median epoch
-time of each is compared (target <= 1.05x).
+Runs on the process's Keras backend (``KERAS_BACKEND``; run once per backend, or give
+``--backends`` to run each in a subprocess). Cases: an MLP 784-1024-1024-10 (1.86 M weights,
+batch 256) and a small CNN (28x28x1, two 3x3 convolutions and two dense layers, batch 64), each
+with SGD momentum 0.9 and with Adam; random data. The pruning schedule (global FGGP, 90 %) has all
+its events in the first epoch, so epochs 2.. are "between events".
 
-With ``--tfmot`` (default on the tensorflow backend), the same measurement is made in a
-subprocess for tensorflow-model-optimization's ``prune_low_magnitude`` on the equivalent
-tf-keras model against plain tf-keras fit. tfmot needs tf-keras, which pip would install
-together with a second TensorFlow distribution over tensorflow-cpu; install it aside:
-``pip install --no-deps --target /tmp/tfmot_site tensorflow-model-optimization==0.8.1
-tf-keras==2.21.0 dm-tree==0.1.10`` and point ``--tfmot-path`` at it.
+Measured robustly on a noisy machine (single epochs of an unchanged program jump to ~2x at
+random): ``--pairs`` pairs of ``--epochs``-epoch ``fit`` calls, plain and pruned back to back (the
+order alternates between pairs), each call reduced to its fastest epoch after the first
+(compilation, events), each pair to the ratio pruned / plain. Reported per case: the median of
+the pair ratios, their range, and the ratio of the fastest epochs over all pairs, in process
+CPU time (checked against the target: on a shared machine, time other processes take from this
+one's cores does not count) and in wall time.
 
-    KERAS_BACKEND=jax python benchmarks/bench_keras.py [--epochs 6] [--repeat 3]
+    python benchmarks/bench_keras.py --backends tensorflow jax torch [--quick]
+    KERAS_BACKEND=jax python benchmarks/bench_keras.py
 
 Writes benchmarks/results/keras_<backend>.json.
 """
@@ -32,142 +33,140 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLES, BATCH, WIDTH = 8192, 128, 512
-STEPS = SAMPLES // BATCH
-
-TFMOT_SCRIPT = r"""
-import json, statistics, sys, time
-import numpy as np
-import tf_keras as K
-import tensorflow_model_optimization as tfmot
-samples, batch, width, epochs, repeat, steps = map(int, sys.argv[1:7])
-rng = np.random.default_rng(0)
-x = rng.standard_normal((samples, 784), dtype=np.float32); y = rng.integers(0, 10, samples)
-
-class Timer(K.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None): self.t = time.perf_counter()
-    def on_epoch_end(self, epoch, logs=None): self.times.append(time.perf_counter() - self.t)
-
-def run(prune):
-    K.utils.set_random_seed(0)
-    model = K.Sequential([K.Input((784,)), K.layers.Dense(width, activation="relu"),
-                          K.layers.Dense(width, activation="relu"), K.layers.Dense(10)])
-    callbacks = []
-    if prune:
-        schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.9, 0, steps, frequency=steps // 4)
-        model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
-    model.compile(K.optimizers.Adam(1e-3), K.losses.SparseCategoricalCrossentropy(from_logits=True))
-    timer = Timer(); timer.times = []
-    model.fit(x, y, batch_size=batch, epochs=epochs, callbacks=callbacks + [timer], verbose=0)
-    return timer.times[1:]
-
-plain, pruned = [], []
-for _ in range(repeat):
-    plain += run(False); pruned += run(True)
-print(json.dumps({"plain_s": statistics.median(plain), "pruned_s": statistics.median(pruned)}))
-"""
+RESULTS = Path(__file__).parent / "results"
+CASES = {  # model: (samples, batch)
+    "MLP 784-1024-1024-10": (4096, 256),
+    "small CNN": (2048, 64),
+}
+OPTIMIZERS = ("SGD momentum", "Adam")
 
 
-def data() -> tuple[np.ndarray, np.ndarray]:
+def build(model_name: str):
+    import keras
+
+    if model_name.startswith("MLP"):
+        return keras.Sequential([
+            keras.Input((784,)),
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dense(10),
+        ])
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10),
+    ])
+
+
+def data(model_name: str) -> tuple[np.ndarray, np.ndarray]:
+    samples, _ = CASES[model_name]
     rng = np.random.default_rng(0)
-    return rng.standard_normal((SAMPLES, 784), dtype=np.float32), rng.integers(0, 10, SAMPLES).astype("int32")
+    shape = (samples, 784) if model_name.startswith("MLP") else (samples, 28, 28, 1)
+    return rng.standard_normal(shape, dtype=np.float32), rng.integers(0, 10, samples).astype("int32")
 
 
-def epoch_times(method: object | None, epochs: int) -> list[float]:
-    """Epoch wall times of one fit, the first (compilation, events) dropped."""
+def fastest_epoch(model_name: str, opt_name: str, pruned: bool, epochs: int) -> tuple[float, float]:
+    """The fastest epoch after the first of one ``fit`` (a fresh model): process CPU time and wall time."""
     import keras
 
     import fggp
     import fggp.keras
 
+    keras.backend.clear_session()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((784,)),
-            keras.layers.Dense(WIDTH, activation="relu"),
-            keras.layers.Dense(WIDTH, activation="relu"),
-            keras.layers.Dense(10),
-        ]
-    )
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    times: list[float] = []
+    model = build(model_name)
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9) if opt_name == "SGD momentum" else keras.optimizers.Adam(1e-3)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    times: list[tuple[float, float]] = []
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start = (time.process_time(), time.perf_counter())
 
         def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
+            times.append((time.process_time() - self.start[0], time.perf_counter() - self.start[1]))
 
+    samples, batch = CASES[model_name]
+    steps = samples // batch
     callbacks: list = [Timer()]
-    if method is not None:
-        schedule = fggp.PolynomialSchedule(0.0, 0.9, 0, STEPS, STEPS // 4)  # events in epoch 1 only
-        callbacks.insert(0, fggp.keras.PruningCallback(method, schedule))
-    x, y = data()
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, callbacks=callbacks, verbose=0)
-    return times[1:]
+    if pruned:  # events at steps 0, steps/4, ..., steps: all in the first epoch
+        schedule = fggp.PolynomialSchedule(0.0, 0.9, 0, steps, max(1, steps // 4))
+        callbacks.insert(0, fggp.keras.PruningCallback(fggp.FGGP(0.5), schedule))
+    x, y = data(model_name)
+    model.fit(x, y, batch_size=batch, epochs=epochs, callbacks=callbacks, verbose=0)
+    if pruned:
+        assert abs(callbacks[0].sparsity() - 0.9) < 0.01
+    return min(t[0] for t in times[1:]), min(t[1] for t in times[1:])
 
 
-def tfmot(path: str, epochs: int, repeat: int) -> dict:
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3")
-    args = [str(a) for a in (SAMPLES, BATCH, WIDTH, epochs, repeat, STEPS)]
-    run = subprocess.run([sys.executable, "-c", TFMOT_SCRIPT, *args], capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        return {"available": False, "reason": run.stderr.strip().splitlines()[-1] if run.stderr else "failed"}
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    result.update(available=True, ratio=result["pruned_s"] / result["plain_s"])
+def measure(model_name: str, opt_name: str, pairs: int, epochs: int) -> dict:
+    """Pair ratios of CPU time (the figure checked against the target: time other processes take from
+    this one's cores does not count) and of wall time (what a user waits for, on a quiet machine)."""
+    runs: dict[str, dict[bool, list[float]]] = {"cpu": {False: [], True: []}, "wall": {False: [], True: []}}
+    for i in range(pairs):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        for pruned in order:
+            cpu, wall = fastest_epoch(model_name, opt_name, pruned, epochs)
+            runs["cpu"][pruned].append(cpu)
+            runs["wall"][pruned].append(wall)
+    row = {"model": model_name, "optimizer": opt_name, "samples_batch": list(CASES[model_name]), "pairs": pairs,
+           "epochs_per_fit": epochs, "target": 1.05}
+    for clock, prefix in (("cpu", ""), ("wall", "wall_")):
+        plain, pruned = runs[clock][False], runs[clock][True]
+        ratios = [b / a for a, b in zip(plain, pruned)]
+        row.update({
+            f"{prefix}plain_epoch_s": round(min(plain), 4),
+            f"{prefix}pruned_epoch_s": round(min(pruned), 4),
+            f"{prefix}ratio_median": round(statistics.median(ratios), 4),
+            f"{prefix}ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
+            f"{prefix}ratio_of_fastest": round(min(pruned) / min(plain), 4),
+        })
+    return row
+
+
+def run_here(args: argparse.Namespace) -> dict:
+    import keras
+
+    backend = keras.backend.backend()
+    models = [m for m in CASES if not args.quick or m.startswith("MLP")]
+    rows = [measure(m, o, args.pairs, args.epochs) for m in models for o in OPTIMIZERS]
+    result = {"benchmark": "fggp.keras between events vs plain fit", "backend": backend,
+              "keras": keras.__version__, "quick": args.quick, "rows": rows}
+    for r in rows:
+        print(f"{backend:>10} {r['model']}, {r['optimizer']}: CPU x{r['ratio_median']:.3f} "
+              f"(pairs {r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f}, fastest x{r['ratio_of_fastest']:.3f}; "
+              f"plain {r['plain_epoch_s']:.3f} s/epoch); wall x{r['wall_ratio_median']:.3f} "
+              f"(pairs {r['wall_ratio_range'][0]:.3f}-{r['wall_ratio_range'][1]:.3f})", flush=True)
+    out = RESULTS / f"keras_{backend}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tfmot", choices=["auto", "on", "off"], default="auto")
-    parser.add_argument("--tfmot-path", default="/tmp/tfmot_site")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-
-    import keras
-
-    import fggp
-
-    backend = keras.backend.backend()
-    runs: dict[str, list[float]] = {"plain": [], "magnitude": [], "fggp": []}
-    paired: dict[str, list[float]] = {"magnitude": [], "fggp": []}
-    methods = {"plain": None, "magnitude": fggp.Magnitude(), "fggp": fggp.FGGP(0.5)}
-    names = list(methods)
-    for r in range(args.repeat):
-        # Alternate, and rotate the order, so load from other users and a process that slows
-        # as it builds models hit every variant alike.
-        this = {}
-        for name in names[r % 3 :] + names[: r % 3]:
-            keras.backend.clear_session()
-            this[name] = epoch_times(methods[name], args.epochs)
-            runs[name] += this[name]
-        for name in paired:  # within one repeat the variants ran back to back: a paired ratio
-            paired[name].append(statistics.median(this[name]) / statistics.median(this["plain"]))
-    median = {name: statistics.median(t) for name, t in runs.items()}
-    result = {
-        "backend": backend,
-        "device": "cpu",
-        "model": f"MLP 784-{WIDTH}-{WIDTH}-10, {SAMPLES} samples, batch {BATCH}, Adam",
-        "epochs_timed_per_run": args.epochs - 1,
-        "repeat": args.repeat,
-        "epoch_s_median": median,
-        "ratio_vs_plain": {n: median[n] / median["plain"] for n in ("magnitude", "fggp")},
-        "paired_ratio_median": {n: statistics.median(r) for n, r in paired.items()},
-        "paired_ratio_range": {n: [min(r), max(r)] for n, r in paired.items()},
-        "target_ratio": 1.05,
-    }
-    if args.tfmot == "on" or (args.tfmot == "auto" and backend == "tensorflow"):
-        result["tfmot"] = tfmot(args.tfmot_path, args.epochs, args.repeat)
-        if result["tfmot"].get("available"):
-            result["fggp_vs_tfmot_epoch"] = median["fggp"] / result["tfmot"]["pruned_s"]
-    print(json.dumps(result, indent=2))
-    out = Path(args.out or Path(__file__).parent / "results" / f"keras_{backend}.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="MLP only, 2 pairs of 3-epoch fits")
+    parser.add_argument("--pairs", type=int, default=None, help="default 6 (2 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="default 5 (3 with --quick)")
+    parser.add_argument("--backends", nargs="+", default=None, help="run each Keras backend in a subprocess")
+    args = parser.parse_args(argv)
+    args.pairs = args.pairs or (2 if args.quick else 6)
+    args.epochs = args.epochs or (3 if args.quick else 5)
+    if not args.backends:
+        return run_here(args)
+    results = {}
+    for backend in args.backends:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        cmd = [sys.executable, __file__, "--pairs", str(args.pairs), "--epochs", str(args.epochs)]
+        run = subprocess.run(cmd + (["--quick"] if args.quick else []), env=env, text=True, capture_output=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+        sys.stdout.write(run.stdout)
+        if run.returncode != 0:
+            results[backend] = {"failed": (run.stderr.strip().splitlines() or ["failed"])[-1]}
+            print(f"{backend}: failed: {results[backend]['failed']}")
+        else:
+            results[backend] = json.loads((RESULTS / f"keras_{backend}.json").read_text())
+    return results
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ class GlobalMP(Method):
     score = "magnitude"
 
     def __init__(self, min_keep: int | float = 0, rule: str = "reserve") -> None:
-        if isinstance(min_keep, bool) or not isinstance(min_keep, numbers.Real) or min_keep < 0:
+        if isinstance(min_keep, bool) or not isinstance(min_keep, numbers.Real) or not min_keep >= 0:  # NaN too
             raise ConfigError("min_keep", min_keep, "a count >= 0 or a fraction of N in [0, 1)")
         if not isinstance(min_keep, numbers.Integral) and min_keep >= 1:
             raise ConfigError("min_keep", min_keep, "a float min_keep is a fraction of N and must be < 1")

@@ -12,6 +12,7 @@ whole event table at once (``event_table``) and run the same selection in their 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -220,10 +221,11 @@ class Pruner:
         total = sum(math.prod(s) for s in self.shapes.values())
         return sum(self.pruned_counts().values()) / total if total else 0.0
 
-    def layer_report(self) -> dict[str, dict[str, float]]:
+    def layer_report(self, pruned: Mapping[str, int] | None = None) -> dict[str, dict[str, float]]:
         """Per tensor: ``size``, ``pruned``, ``density`` (kept fraction) and ``collapsed`` (True when
-        a non-empty tensor has no entry left: the layer passes nothing on)."""
-        pruned = self.pruned_counts()
+        a non-empty tensor has no entry left: the layer passes nothing on). ``pruned``: the
+        ``pruned_counts()`` of the current masks when the caller has them (saves a pass over the masks)."""
+        pruned = self.pruned_counts() if pruned is None else pruned
         return {
             n: {
                 "size": math.prod(s),
@@ -235,9 +237,9 @@ class Pruner:
         }
 
     # -- events --------------------------------------------------------------------------
-    def event_k(self, step: int) -> int | dict[str, int]:
-        """How many entries the event at ``step`` prunes, from the current masks."""
-        pruned = self.pruned_counts()
+    def event_k(self, step: int, pruned: Mapping[str, int] | None = None) -> int | dict[str, int]:
+        """How many entries the event at ``step`` prunes, from the current masks (``pruned``: their counts)."""
+        pruned = self.pruned_counts() if pruned is None else pruned
         goal = targets(self.schedule, self.scope, self.distribution, self.shapes, step, self.allow_empty)
         if self.scope == "global":
             return max(0, goal[0] - sum(pruned.values()))
@@ -282,7 +284,8 @@ class Pruner:
             raise InputMismatchError(f"weights/grads lack the prunable tensors {missing}")
         weights = {n: weights[n] for n in self.masks}  # excluded or extra tensors are not selected
         grads = None if grads is None else {n: grads[n] for n in self.masks}
-        k = self.event_k(self.step)
+        before = self.pruned_counts()  # counted once before and once after the selection: passes over all masks
+        k = self.event_k(self.step, before)
         total = sum(math.prod(s) for s in self.shapes.values())
         target = self.schedule.sparsity(self.step)
         start = time.perf_counter()
@@ -294,24 +297,25 @@ class Pruner:
             if not self.skip_nonfinite:
                 raise
             warnings.warn(f"fggp: event at step {self.step} skipped: {error}", RuntimeWarning, stacklevel=2)
-            pruned = sum(self.pruned_counts().values())
             self.last_event = EventReport(
-                self.step, target, k, pruned, total, skipped=True, reason=str(error), density=self._density(),
+                self.step, target, k, sum(before.values()), total, skipped=True, reason=str(error),
+                density=self._density(before),
                 seconds=time.perf_counter() - start,
             )
             return self._report(self.last_event)
-        collapsed = {n for n, r in self.layer_report().items() if r["collapsed"]}
+        collapsed = {n for n, r in self.layer_report(before).items() if r["collapsed"]}
         self.masks = new
-        self._warn_collapsed(collapsed)
-        pruned = sum(self.pruned_counts().values())
+        after = self.pruned_counts()
+        self._warn_collapsed(collapsed, after)
         self.last_event = EventReport(
-            self.step, target, k, pruned, total, density=self._density(), seconds=time.perf_counter() - start
+            self.step, target, k, sum(after.values()), total, density=self._density(after),
+            seconds=time.perf_counter() - start,
         )
         return self._report(self.last_event)
 
-    def _warn_collapsed(self, before: set[str]) -> None:
+    def _warn_collapsed(self, before: set[str], pruned: Mapping[str, int]) -> None:
         """A tensor emptied by this event (global scope) is said out loud, once."""
-        report = self.layer_report()
+        report = self.layer_report(pruned)
         collapsed = [n for n, r in report.items() if r["collapsed"] and n not in before]
         if collapsed and not self.allow_empty:
             warnings.warn(
@@ -320,8 +324,8 @@ class Pruner:
                 RuntimeWarning, stacklevel=3,
             )
 
-    def _density(self) -> dict[str, float]:
-        return {n: r["density"] for n, r in self.layer_report().items()}
+    def _density(self, pruned: Mapping[str, int]) -> dict[str, float]:
+        return {n: r["density"] for n, r in self.layer_report(pruned).items()}
 
     def _report(self, report: EventReport) -> EventReport:
         if self.on_event is not None:
@@ -361,9 +365,25 @@ class Pruner:
     def load_state_dict(self, state: Mapping[str, Any], host: bool = True) -> None:
         """Restore step and masks. The configuration must equal this pruner's (else ConfigError).
 
+        Everything is checked before anything is applied (version, configuration, step, mask
+        names, shapes and dtype): a state that fails a check raises and changes nothing.
         ``host=False``: the masks are the backend's own bool arrays (``state_dict(host=False)``)."""
+        step, masks = self._check_state(state, host)
+        like = self.masks or {n: np.asarray(m) for n, m in masks.items()}
+        new = {
+            n: self.backend.from_host(np.asarray(masks[n], dtype=bool) if host else masks[n], like=like[n])
+            for n in like
+        }
+        self.masks, self.step = new, step  # applied together, after every check passed
+
+    def _check_state(self, state: object, host: bool) -> tuple[int, Mapping[str, Any]]:
+        """The step and masks of ``state`` once every check passed (nothing is changed here)."""
+        if not isinstance(state, Mapping):
+            raise ConfigError("state", type(state).__name__, "must be a dict from state_dict()")
         if state.get("version") != STATE_VERSION:
             raise ConfigError("state['version']", state.get("version"), f"this fggp reads version {STATE_VERSION}")
+        if not isinstance(state.get("config"), Mapping):
+            raise ConfigError("state['config']", state.get("config"), "must be the configuration dict of state_dict()")
         config = dict(state["config"])
         mine = self.config()
         # A resumed run may have been set up without a sparse start; the masks carry it.
@@ -373,18 +393,25 @@ class Pruner:
         if config != mine:
             diff = sorted(key for key in mine if mine[key] != config.get(key))
             raise ConfigError("state['config']", {k: config.get(k) for k in diff}, f"must match this pruner's {diff}")
-        masks = state["masks"]
+        step = state.get("step")
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ConfigError("state['step']", step, "must be an integer >= 0 (completed optimizer steps)")
+        masks = state.get("masks")
+        if not isinstance(masks, Mapping):
+            raise ConfigError("state['masks']", masks, "must map each prunable tensor's name to its bool mask")
         if self.masks and set(masks) != set(self.masks):
             raise InputMismatchError(f"state masks {sorted(masks)} differ from the pruner's {sorted(self.masks)}")
         for n, m in masks.items():
-            if self.masks and tuple(np.shape(m)) != self.shapes[n]:
-                raise InputMismatchError(f"state mask {n!r} has shape {np.shape(m)}, expected {self.shapes[n]}")
-        like = self.masks or {n: np.asarray(m) for n, m in masks.items()}
-        self.masks = {
-            n: self.backend.from_host(np.asarray(masks[n], dtype=bool) if host else masks[n], like=like[n])
-            for n in like
-        }
-        self.step = int(state["step"])
+            try:
+                shape = tuple(np.shape(m) if host else self.backend.shape(m))
+            except ValueError as error:  # e.g. ragged nested lists
+                raise InputMismatchError(f"state mask {n!r} is not an array: {error}") from None
+            if self.masks and shape != self.shapes[n]:
+                raise InputMismatchError(f"state mask {n!r} has shape {shape}, expected {self.shapes[n]}")
+            dtype = np.asarray(m).dtype if host else None
+            if host and dtype != np.bool_:
+                raise InputMismatchError(f"state mask {n!r} has dtype {dtype}; masks must be bool (True = kept)")
+        return int(step), masks
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], backend: Backend = NUMPY) -> Pruner:

@@ -114,8 +114,8 @@ class PolynomialSchedule(Schedule):
                 "final_sparsity", final_sparsity,
                 f"must be >= initial_sparsity={initial_sparsity} (masks only shrink)",
             )
-        if isinstance(power, bool) or not isinstance(power, numbers.Real) or not power > 0:
-            raise ConfigError("power", power, "must be a number > 0")
+        if isinstance(power, bool) or not isinstance(power, numbers.Real) or not 0 < power < math.inf:
+            raise ConfigError("power", power, "must be a finite number > 0")
         self.power = power
         super().__init__(begin_step, end_step, frequency)
 
@@ -139,8 +139,11 @@ class PolynomialSchedule(Schedule):
 class OneShotSchedule(Schedule):
     """Prune to ``sparsity`` in a single event after optimizer step ``step`` (Global MP's use).
 
-    The sparsity is 0 before ``step`` and ``sparsity`` from it on. ``step=0`` prunes before
-    training when an adapter runs an event at step 0 (e.g. ``pruner.prune_now()``).
+    The sparsity is 0 before ``step`` and ``sparsity`` from it on. ``step=0`` (the default)
+    prunes before the first optimizer update, on every adapter: PyTorch at the start of the
+    first ``optimizer.step()`` (or ``prune_now()``), Keras at ``on_train_begin``, JAX in
+    ``init``. Keras and JAX have no gradients there, so they refuse gradient methods with
+    ``step=0`` (``ConfigError``); PyTorch scores the first step's gradients.
     """
 
     def __init__(self, sparsity: float, step: int = 0) -> None:
@@ -216,8 +219,8 @@ class TfmotPolynomialDecay(Schedule):
     ) -> None:
         self.initial_sparsity = check_sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = check_sparsity("final_sparsity", final_sparsity)
-        if isinstance(power, bool) or not isinstance(power, numbers.Real):
-            raise ConfigError("power", power, "must be a number")
+        if isinstance(power, bool) or not isinstance(power, numbers.Real) or not math.isfinite(power):
+            raise ConfigError("power", power, "must be a finite number")
         self.power = power
         super().__init__(begin_step, end_step, frequency)
 

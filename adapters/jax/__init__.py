@@ -14,7 +14,7 @@ from .backend import JAX, JaxBackend
 from .report import apply_masks, check, layer_report, masks, skipped_events, sparsity
 from .selection import run_traced, select, select_jit
 from .sparse_file import load_sparse, save_sparse
-from .transform import PruneState, leaf_names, migrate_state, wrap
+from .transform import PruneState, is_event, leaf_names, migrate_state, wrap
 
 __all__ = [
     "JAX",
@@ -22,6 +22,7 @@ __all__ = [
     "PruneState",
     "apply_masks",
     "check",
+    "is_event",
     "layer_report",
     "leaf_names",
     "load_sparse",

@@ -14,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fggp_core.errors import InputMismatchError
-from fggp_core.selection import raise_status
 
-from .transform import PruneState, _aligned, leaf_names
+from .transform import PruneState, _aligned, leaf_names, raise_skip
 
 __all__ = ["find_state", "masks", "check", "skipped_events", "apply_masks", "sparsity", "layer_report"]
 
@@ -40,13 +39,14 @@ def masks(opt_state: Any) -> Any:
 
 def check(opt_state: Any) -> None:
     """Raise the core's error for the latest event skipped under jit (``NonFiniteScoreError``
-    naming the leaf path and score, or ``UnreachableTargetError``); return None if none was."""
+    naming the leaf path and score, or ``UnreachableTargetError`` with the group's ``k``; a
+    ``ConfigError`` for an event step updated with ``fggp_event=False``); None if none was."""
     state = find_state(opt_state)
     if int(np.asarray(state.skipped)) == 0:
         return
     names = leaf_names(state.masks)  # the prunable leaves: None leaves have no path
     record = np.asarray(state.last_skip)
-    raise_status(record[1:5], names, state.method.method(), int(record[5]))
+    raise_skip(record[1:], names, state.method.method(), record[0])
 
 
 def skipped_events(opt_state: Any) -> int:

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import fggp_core
-from fggp_core.backend import NUMPY
+from fggp_core.backend import INF_KEY, NUMPY, score_dtype
 from fggp_core.methods import Method
-from fggp_core.selection import Status, check_problem, raise_failure, random_scores, run_groups
+from fggp_core.selection import NONFINITE, Status, check_problem, raise_failure, random_scores, run_groups
 
-from .backend import JAX, count_dtype, rate_bits
+from .backend import JAX, _as_float, count_dtype, rate_bits
 from .sharded import ShardedJax, ShardLayout, layout_of, random_blocks, shard_run
 
 __all__ = ["select", "select_jit", "run_traced"]
@@ -66,6 +66,7 @@ def _random_keys(seed: int, step: Any):
             lambda t: NUMPY.host_keys(random_scores(seed, int(t), n), None),
             jax.ShapeDtypeStruct((n,), jnp.int32),
             step,
+            vmap_method="sequential",  # under jax.vmap: one host draw per step of the batch
         )
         starts = np.cumsum([0, *sizes])
         return [draw[a:b] for a, b in zip(starts[:-1], starts[1:])]
@@ -105,10 +106,82 @@ def run_traced(
         )
         return [JAX.unflat(x, jnp.shape(m)) for x, m in zip(new, masks)], status
 
+    if layout is None and scope == "global" and len(weights) >= FLAT_MIN_LEAVES and _flat_ok(method):
+        return _run_flat(method, weights, grads, masks, ks, rate, step)
     if layout is None:
         return run(JAX, weights, grads, masks, ks, rate, step)
     new, status = shard_run(layout, run, weights, grads, masks, ks, rate, step)
     return list(new), Status(*status)
+
+
+FLAT_MIN_LEAVES = 32
+"""From this many leaves a global selection runs on one concatenated buffer (``_run_flat``): the
+program no longer grows with the leaves (compile time), at more event memory per entry."""
+
+
+def _flat_ok(method: Method) -> bool:
+    """Whether a global selection may run on one concatenated buffer: no stage that works per
+    tensor (a ``GlobalMP`` reserve, the "gupta" rule) and no per-tensor regrowth (GraNet)."""
+    plan = method.plan()
+    return not method.regrows and not any(s.per_tensor or s.size == "gupta" for s in plan)
+
+
+def _concat(parts: Sequence[jax.Array]) -> jax.Array:
+    """One flat buffer (a single leaf is only reshaped: no copy)."""
+    if len(parts) == 1:
+        return jnp.reshape(parts[0], -1)
+    return jnp.concatenate([jnp.reshape(x, -1) for x in parts])
+
+
+def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.Array], Status]:
+    """Global selection as one tensor: the leaves concatenated in canonical order (so canonical
+    indices, ties and the Random draw are those of the per-leaf selection), then split back.
+    The selection's part of the program no longer grows with the number of leaves (only the
+    concatenation and the final split do), which keeps compile time down at many leaves.
+    The status's tensor and count of a non-finite score are recomputed per leaf."""
+    score = score_dtype([JAX.dtype_name(w) for w in weights])
+    sizes = [int(np.prod(jnp.shape(w), dtype=np.int64)) for w in weights]
+    w = _concat([_as_float(x, score) for x in weights])
+    g = None if grads is None else _concat([_as_float(x, score) for x in grads])
+    m = _concat(masks)
+    ks = jnp.asarray(ks).astype(count_dtype())
+    new, status = run_groups(
+        JAX, method, [w], None if g is None else [g], [m], [([0], ks[0])], rate=rate, step=step,
+        random=_random_keys(getattr(method, "seed", 0), step),
+    )
+    if len(weights) > 1:
+        status = _leaf_status(method, status, w, g, m, sizes, score)
+    flat = new[0]
+    starts = np.cumsum([0, *sizes])
+    return [jnp.reshape(flat[a:b], jnp.shape(x)) for a, b, x in zip(starts[:-1], starts[1:], masks)], status
+
+
+def _leaf_status(method, status, w, g, m, sizes, score) -> Status:
+    """A non-finite status names the first leaf with a non-finite active score of the failed
+    stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
+    that failure (a ``lax.cond`` inside the event)."""
+    plan = method.plan()
+
+    def per_leaf(stage_index):
+        segment = jnp.repeat(jnp.arange(len(sizes), dtype=jnp.int32), np.asarray(sizes), total_repeat_length=sum(sizes))
+        rows = []
+        for stage in plan:
+            if stage.score == "random" or stage.size == "regrow":
+                rows.append(jnp.zeros(len(sizes), count_dtype()))
+                continue
+            a, b = (w, None) if stage.score == "magnitude" else (g, None) if stage.score == "gradient" else (w, g)
+            keys = JAX.keys(a, b, score)
+            bad = (keys >= jnp.asarray(INF_KEY[score], keys.dtype)) & m
+            rows.append(jax.ops.segment_sum(bad.astype(count_dtype()), segment, len(sizes)))
+        counts = jnp.stack(rows)[jnp.clip(stage_index, 0, len(plan) - 1)]
+        first = jnp.argmax(counts > 0).astype(count_dtype())
+        return first, counts[first].astype(count_dtype())
+
+    tensor, count = jax.lax.cond(
+        status.code == NONFINITE, per_leaf, lambda _: (status.tensor.astype(count_dtype()),
+                                                       status.count.astype(count_dtype())), status.stage,
+    )
+    return status._replace(tensor=tensor, count=count)
 
 
 @functools.lru_cache(maxsize=32)

@@ -44,7 +44,7 @@ import optax
 from fggp_core.distribution import SparseStart, random_masks
 from fggp_core.errors import ConfigError, InputMismatchError
 from fggp_core.methods import Method
-from fggp_core.pruner import EventReport, check_config, event_table
+from fggp_core.pruner import EventReport, check_config, event_table, targets
 from fggp_core.schedule import Schedule
 from fggp_core.selection import OK, check_counts, raise_status
 
@@ -52,9 +52,10 @@ from .backend import JAX, count_dtype, rate_bits
 from .selection import run_traced
 from .sharded import ShardLayout, layout_of
 
-__all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable", "migrate_state"]
+__all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable", "migrate_state", "is_event"]
 
 Prunable = Callable[[str, Any], bool] | Collection[str] | Any | None
+MISSED = 3  # last_skip code: update(..., fggp_event=False) at an event step
 
 
 @jax.tree_util.register_static
@@ -203,6 +204,7 @@ def wrap(
             "must be an optax.GradientTransformation; for gradient accumulation use "
             "optax.MultiSteps(fggp.jax.wrap(inner, ...), k) so events count real optimizer steps",
         )
+    inner = optax.with_extra_args_support(inner)  # value=, value_fn=, ... reach the inner transformation
     config = MethodConfig(json.dumps(method.to_config(), sort_keys=True))
     if not isinstance(allow_empty, bool):
         raise ConfigError("allow_empty", allow_empty, "must be True or False (layerwise: may a leaf be emptied)")
@@ -230,17 +232,33 @@ def wrap(
         for i in chosen:
             ones = jnp.ones_like(leaves[i], dtype=bool)  # on the leaf's devices, with its sharding
             mask_leaves[i] = ones if names[i] not in host else ones & jnp.asarray(host[names[i]])
+        info = jnp.zeros(5, count_dtype())
+        if schedule.is_event(0):  # e.g. OneShotSchedule(s)'s default step=0: the event before the first update
+            shapes = {names[i]: tuple(jnp.shape(leaves[i])) for i in chosen}
+            new, info = _event_at_zero(
+                method, schedule, scope, distribution, allow_empty, shapes, [leaves[i] for i in chosen],
+                [mask_leaves[i] for i in chosen], {n: int(m.size - m.sum()) for n, m in host.items()}, layout,
+            )
+            for j, i in enumerate(chosen):
+                mask_leaves[i] = new[j]
         return PruneState(
             inner=inner.init(params),
             count=jnp.zeros((), jnp.int32),
             masks=jax.tree.structure(params).unflatten(mask_leaves),
-            skipped=jnp.zeros((), jnp.int32),
-            last_skip=jnp.zeros(6, count_dtype()),
+            skipped=(info[0] != OK).astype(jnp.int32),
+            last_skip=jnp.concatenate([jnp.zeros(1, info.dtype), info]).astype(count_dtype()),
             method=config,
             layout=layout,
         )
 
-    def update(updates: Any, state: PruneState, params: Any = None) -> tuple[Any, PruneState]:
+    def update(
+        updates: Any, state: PruneState, params: Any = None, *, fggp_event: bool | None = None, **extra_args: Any
+    ) -> tuple[Any, PruneState]:
+        if fggp_event is not None and not isinstance(fggp_event, bool):
+            raise ConfigError(
+                "fggp_event", fggp_event,
+                "must be None (decided on device) or a Python bool from fggp.jax.is_event(schedule, step) on the host",
+            )
         if params is None:
             raise ConfigError("params", None, "fggp.jax.wrap needs params: call tx.update(grads, opt_state, params)")
         if state.method is None or jnp.shape(state.last_skip) != (6,):
@@ -258,7 +276,7 @@ def wrap(
             # Inner state shaped like params (momentum, Adam moments) is zeroed where pruned before
             # the inner step reads it: fused into the step, so nothing pruned is ever revived.
             inner_in = _mask_params_like(state.inner, treedef, mask_leaves)
-            inner_updates, inner_state = inner.update(treedef.unflatten(masked), inner_in, params)
+            inner_updates, inner_state = inner.update(treedef.unflatten(masked), inner_in, params, **extra_args)
             return treedef.flatten_up_to(inner_updates), inner_state
 
         def updated_weights() -> list[jax.Array]:
@@ -275,7 +293,7 @@ def wrap(
         grads = g if method.needs_grads else None
         report = None if on_event is None else functools.partial(_host_report, on_event, schedule, scope, names)
         new_m, info = _maybe_event(
-            method, scope, (steps, targets, rates), updated_weights, grads, m, count, report, state.layout
+            method, scope, (steps, targets, rates), updated_weights, grads, m, count, report, state.layout, fggp_event
         )
 
         out_u, out_m = list(u_leaves), list(mask_leaves)
@@ -295,20 +313,44 @@ def wrap(
         )
         if not isinstance(info, jax.core.Tracer) and int(info[0]) != OK:  # eager: report now
             if not skip_nonfinite:
-                raise_status(info[:4], names, method, info[4])
+                raise_skip(info, names, method, count)
             _warn_skip(method, names, count, info)
         return treedef.unflatten(out_u), state
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _event_at_zero(method, schedule, scope, distribution, allow_empty, shapes, weights, masks, pruned, layout):
+    """The event at step 0, run by ``init`` on the params it is given: the weights the first update starts
+    from (they become 0.0 where pruned in that update, as for a sparse start). There are no gradients at
+    ``init``, so a method that scores by gradient is refused when the event would prune anything; use a
+    later step. Returns the new masks and ``[code, tensor, count, stage, k]`` (eager failures raise)."""
+    goal = targets(schedule, scope, distribution, shapes, 0, allow_empty)
+    have = [sum(pruned.values())] if scope == "global" else [pruned.get(n, 0) for n in shapes]
+    if not any(t > h for t, h in zip(goal, have)):
+        return masks, jnp.zeros(5, count_dtype())
+    if method.needs_grads:
+        raise ConfigError(
+            "schedule", schedule, f"has an event at step 0 (before the first update), where {method} has no "
+            "gradients; start it at step >= 1, or use Magnitude(), GlobalMP() or Random()",
+        )
+    table = (np.zeros(1, np.int32), np.asarray([goal], count_dtype()), rate_bits(np.asarray([method.event_rate(0)])))
+    new, info = _maybe_event(method, scope, table, lambda: weights, None, masks, jnp.zeros((), jnp.int32), None, layout)
+    if not isinstance(info, jax.core.Tracer) and int(info[0]) != OK:
+        raise_status(info[:4], list(shapes), method, info[4])
+    return new, info
 
 
 def _aligned(params: Any, mask_tree: Any) -> tuple[Any, list[Any], list[int]]:
     """params' treedef, the mask per leaf (None if not prunable), the prunable leaf indices."""
     treedef = jax.tree.structure(params)
-    mask_def = jax.tree.structure(mask_tree, is_leaf=_is_none)
-    if mask_def != treedef:
-        raise InputMismatchError(f"params have structure {treedef}, but the fggp state's masks have {mask_def}")
-    mask_leaves = jax.tree.leaves(mask_tree, is_leaf=_is_none)
+    try:  # a None in params (a layer without bias) is an empty subtree there and None in the masks
+        mask_leaves = treedef.flatten_up_to(mask_tree)
+    except (ValueError, TypeError):
+        mask_def = jax.tree.structure(mask_tree, is_leaf=_is_none)
+        raise InputMismatchError(
+            f"params have structure {treedef}, but the fggp state's masks have {mask_def}"
+        ) from None
     for name, leaf, m in zip(leaf_names(params), jax.tree.leaves(params), mask_leaves):
         if m is not None and jnp.shape(leaf) != jnp.shape(m):
             raise InputMismatchError(f"params leaf {name} has shape {jnp.shape(leaf)}, its mask {jnp.shape(m)}")
@@ -329,12 +371,16 @@ def _host_report(
 
 
 def _maybe_event(
-    method, scope, tables, weights_fn, g, m, count, report=None, layout=None
+    method, scope, tables, weights_fn, g, m, count, report=None, layout=None, host=None
 ) -> tuple[list[jax.Array], jax.Array]:
     """``lax.cond`` on "count is an event step": the event's new masks (the old ones on a failure)
     and ``[code, tensor, count, stage, k]`` (all 0 without event or failure), in the count type.
     ``weights_fn()`` (traced in the event branch) gives the weights as updated by the inner step;
-    ``layout``: the state's ``ShardLayout`` (None: one whole-array program)."""
+    ``layout``: the state's ``ShardLayout`` (None: one whole-array program). ``host``: the
+    caller's ``fggp_event`` (None: ``lax.cond``, decided on device; False: no event code at all,
+    and an event step is recorded as missed, code ``MISSED``; True: the event runs unconditionally
+    and applies only if the device agrees). With a host flag the program has no conditional, so a
+    GPU never reads a predicate back between events."""
     steps, targets, rates = tables
     zero = jnp.zeros(5, count_dtype())
     if len(steps) == 0:
@@ -362,12 +408,38 @@ def _maybe_event(
     def no_event(operands):
         return list(operands[1]), zero
 
-    return jax.lax.cond(is_event, event, no_event, (g, m, row))
+    if host is None:
+        return jax.lax.cond(is_event, event, no_event, (g, m, row))
+    if not host:
+        return list(m), jnp.where(is_event, zero.at[0].set(MISSED), zero)
+    new, info = event((g, m, row))
+    return [jnp.where(is_event, a, b) for a, b in zip(new, m)], jnp.where(is_event, info, zero)
+
+
+def raise_skip(info: Any, names: list[str], method: Method, step: Any) -> None:
+    """Raise the error of a skipped event's ``[code, tensor, count, stage, k]``: the core's
+    ``raise_status``, or a ``ConfigError`` for an event step passed ``fggp_event=False``.
+    ``k == 0`` in a failure record means "not recorded" (a state migrated from fggp 0.1.0)."""
+    code, k = int(info[0]), int(info[4])
+    if code == MISSED:
+        raise ConfigError(
+            "fggp_event", False,
+            f"step {int(step)} is an event step: pass fggp_event=fggp.jax.is_event(schedule, step) (the event "
+            "was not run; the next event catches up)",
+        )
+    raise_status(info[:4], names, method, k if k > 0 else "unknown (not recorded by fggp 0.1.0)")
+
+
+def is_event(schedule: Schedule, step: int) -> bool:
+    """Whether the ``step``-th ``update`` (1-based: the optimizer steps completed after it) is a
+    pruning event; pass it as ``tx.update(grads, opt_state, params, fggp_event=...)`` from a host
+    step counter so the jitted step has no conditional (see docs/jax.md, "No host synchronisation")."""
+    return int(step) >= 1 and bool(schedule.is_event(int(step)))
 
 
 def _warn_skip(method: Method, names: list[str], step: Any, info: Any) -> None:
     try:
-        raise_status(info[:4], names, method, info[4])
+        raise_skip(info, names, method, step)
     except Exception as error:  # noqa: BLE001 - turned into the warning's text
         warnings.warn(f"fggp.jax: event at step {int(step)} skipped: {error}", RuntimeWarning, stacklevel=3)
 

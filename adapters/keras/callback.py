@@ -8,7 +8,13 @@ follows ``optimizer.iterations`` (``Pruner.sync_step``) and installs an ``Optimi
 step's weights and gradients (backend tensors) to ``Pruner.prune``, whose selection runs on the
 Keras backend (backend.py), then applies the new masks to weights, the hook's mask variables and
 the optimizer's slots. ``on_train_end`` re-masks and uninstalls the hook. The callback only calls
-the pruner's methods; it never assigns its fields.
+the pruner's methods; it never assigns its fields (it replaces its own pruner when it binds to
+another model or loads a state).
+
+Edges: a model that ``fit`` itself builds (tensorflow, no ``Input``) is set up after its first
+step; under mixed precision the host counts batches between events and, at each possible event,
+checks ``optimizer.iterations`` (the loss scaler skips overflowing steps), following it step by
+step until the event's step is really reached.
 """
 
 from __future__ import annotations
@@ -172,7 +178,14 @@ class PruningCallback(keras.callbacks.Callback):
         self.variables: dict[str, Any] = {}
         self._hook: OptimizerHook | None = None
         self._steps: dict[bool, Any] = {}
-        self._restored = False
+        self._state: Mapping[str, Any] | None = None  # a loaded state_dict, applied when training starts
+        self._bound: keras.Model | None = None  # the model whose variables the masks belong to
+        self._pending = False  # the model is not built yet (tensorflow builds it in the first step)
+        self._start = 0  # optimizer.iterations when fit began
+        self._skips = False  # mixed precision: the loss scaler may skip a step (iterations stays)
+        self._lagging = False  # a skipped step was seen: follow optimizer.iterations until the next event
+        self._iterations_index = 0
+        self._first = False  # the first batch of a fit is still to come
 
     # -- reports ---------------------------------------------------------------------------
     @property
@@ -218,12 +231,21 @@ class PruningCallback(keras.callbacks.Callback):
         return self.pruner.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore masks from ``state_dict()``; they are applied when training (re)starts."""
-        self.pruner.load_state_dict(state)
-        self._restored = True
-        if self._hook is not None and self._hook.installed:
-            self._check_names()
+        """Restore masks and step from ``state_dict()``; they are applied when training (re)starts.
+
+        Masks are matched to the prunable variables in canonical order; a name matches a path equal
+        to it or differing only by leading components (a model saved and loaded with
+        ``keras.models.load_model`` has ``dense/kernel`` for ``sequential/dense/kernel``). A state that
+        does not fit (names, shapes, configuration) raises before anything changes: here, or at
+        ``on_train_begin`` before the optimizer is touched.
+        """
+        loaded = self._new_pruner()
+        loaded.load_state_dict(state)  # the core's checks, on a pruner of its own: nothing changes on failure
+        if self._hook is not None and self._hook.installed:  # during fit: apply now
+            self.pruner = self._rebased(state)
             self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
+            return
+        self.pruner, self._state = loaded, state
 
     # -- training --------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -237,22 +259,52 @@ class PruningCallback(keras.callbacks.Callback):
             raise ConfigError(
                 "gradient_accumulation_steps", optimizer.gradient_accumulation_steps, "is not supported (None)"
             )
+        self._start = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        # On tensorflow a model without Input (Sequential, subclassed) is built inside the first traced
+        # step (jax and torch build it before fit starts): set up after that step instead.
+        self._pending = not model.built
+        if not self._pending:
+            self._begin()
+
+    def _begin(self) -> None:
+        """Bind to the model: variables, masks, step, hook and compiled steps (nothing changed on failure)."""
+        model = self.model
+        optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
+        self._skips = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self._lagging = False
         # A LossScaleOptimizer (mixed precision) applies unscaled, finite gradients through its inner one.
         optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        self.variables = prunable_variables(model, self.prunable)
+        variables = prunable_variables(model, self.prunable)
         trained = {optimizer._var_key(v) for v in optimizer._trainable_variables}
-        untrained = [p for p, v in self.variables.items() if optimizer._var_key(v) not in trained]
+        untrained = [p for p, v in variables.items() if optimizer._var_key(v) not in trained]
         if untrained:
             raise ConfigError("prunable", untrained, "must be variables the optimizer trains")
+        self.variables = variables
         self._init_masks(int(keras.ops.convert_to_numpy(optimizer.iterations)))
-        self._hook = OptimizerHook(optimizer, list(self.variables.values()), capture=self.pruner.method.needs_grads)
+        self._hook = OptimizerHook(
+            optimizer, list(self.variables.values()), capture=self.pruner.method.needs_grads, outer=[model.optimizer]
+        )
         self._hook.install()
         self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
+        self._iterations_index = next(i for i, v in enumerate(model.optimizer.variables) if v is optimizer.iterations)
         self._steps = {}
         self._use_step(capture=False)
+        self._first = True
         schedule = self.pruner.schedule
+        if self.pruner.step > self._start and (
+            self.pruner.is_event() or (self._start == 0 and schedule.is_event(0) and _total(self.pruner.event_k(0)))
+        ):
+            # Set up after the first step (a model that fit built): the events of steps 0 and 1 run now.
+            if self.pruner.method.needs_grads:
+                self._abort()
+                raise ConfigError(
+                    "schedule", schedule,
+                    f"an event before step 2 has no gradients for {self.pruner.method} when fit builds the model; "
+                    "build it before fit (keras.Input, model.build or one call)",
+                )
+            self._event()
         if self.pruner.step == 0 and schedule.is_event(0) and not self.events and _total(self.pruner.event_k(0)):
             # An event before the first step (e.g. OneShotSchedule(s, step=0)); skipped when it prunes nothing.
             if self.pruner.method.needs_grads:
@@ -261,49 +313,125 @@ class PruningCallback(keras.callbacks.Callback):
             self._event()
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._first:
+            self._first = False
+            self._follow_restore()
         if self._hook is not None and self._hook.capture:
             self._use_step(capture=self.pruner.schedule.is_event(self.pruner.step + 1))
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._pending:  # the first step built the model: bind to it now
+            self._pending = False
+            self._begin()
+            return
+        if self._lagging and self._iterations() == self.pruner.step:
+            return  # the loss scaler skipped this step too: no optimizer step happened
         # The optimizer step happened: it counts even if the event after it fails, as
         # optimizer.iterations does (a later fit resumes from there).
-        if self.pruner.advance():
-            self._event()
+        if not self.pruner.advance():
+            return
+        if self._skips:  # only at (possible) events: the host counts batches, the loss scaler may skip some
+            iterations = self._iterations()
+            self._lagging = iterations != self.pruner.step
+            if self._lagging:  # follow the optimizer step by step until it reaches this event
+                self.pruner.sync_step(iterations)
+                return
+        self._event()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._skips and self._hook is not None:
+            self.pruner.sync_step(self._iterations())  # undo the count of steps the loss scaler skipped
         if logs is not None and self.pruner.masks:
             logs["sparsity"] = self.pruner.sparsity()
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._pending = self._first = False
         if self._hook is None:
             return
+        if self._skips:
+            self.pruner.sync_step(self._iterations())
         # Re-mask: the optimizer may have overwritten weights after the last step (EMA).
         self._hook.set_masks([self.pruner.masks[n] for n in self.variables])
         self._abort()
 
     # -- internals -------------------------------------------------------------------------
     def _init_masks(self, iterations: int) -> None:
-        weights = {p: v.value for p, v in self.variables.items()}
-        if self._restored:
-            self._check_names()
-        elif not self.pruner.masks or list(self.pruner.masks) != list(self.variables):
-            # Joining a run in progress (iterations > 0) without a saved state: zeros are what was pruned.
-            self.pruner.init_masks(weights, self.sparse_start, from_zeros=iterations > 0)
-        if self._restored and self.pruner.step != iterations:
+        """Masks for ``self.variables``: a loaded state, this callback's own (same model), or new ones.
+
+        A callback given another model than last time starts afresh on it (new pruner: masks, step,
+        ``events``), so nothing of the first model leaks. New masks are all kept, a sparse start, or,
+        when fit starts on a run in progress (iterations > 0) without a state, the zeros of the weights.
+        """
+        model = self.model
+        restored = self._state is not None
+        if restored:
+            pruner = self._rebased(self._state)  # raises before the optimizer is touched
+            if list(pruner.masks) != list(self.pruner.masks):
+                self.pruner = pruner
+        elif self._bound is not None and self._bound is not model:
+            self.pruner, self.events = self._new_pruner(), []
+        if not restored and (not self.pruner.masks or list(self.pruner.masks) != list(self.variables)):
+            weights = {p: v.value for p, v in self.variables.items()}
+            self.pruner.init_masks(weights, self.sparse_start, from_zeros=self._start > 0)
+        if restored and self.pruner.step != iterations:
             warnings.warn(
                 f"fggp: restored pruning state is at step {self.pruner.step}, the optimizer at {iterations}; "
                 "following the optimizer",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.pruner.sync_step(iterations)
-        self._restored = False
+        self._state, self._bound = None, model
 
-    def _check_names(self) -> None:
-        if list(self.pruner.masks) != list(self.variables):
-            raise InputMismatchError(
-                f"state masks {list(self.pruner.masks)} differ from the prunable variables {list(self.variables)}"
-            )
+    def _new_pruner(self) -> Pruner:
+        """A pruner with this callback's configuration and no state."""
+        p = self.pruner
+        return Pruner(
+            p.method, p.schedule, scope=p.scope, distribution=p.distribution, skip_nonfinite=p.skip_nonfinite,
+            backend=KERAS, on_event=p.on_event, allow_empty=p.allow_empty,
+        )
+
+    def _rebased(self, state: Mapping[str, Any]) -> Pruner:
+        """A new pruner holding ``state`` with its masks named by this model's variable paths.
+
+        Masks pair with variables in canonical order; names must agree up to leading path components
+        (``load_model`` drops the model-name prefix) and shapes exactly."""
+        masks, paths = state["masks"], list(self.variables)
+        names = list(masks)
+        if len(names) != len(paths) or not all(
+            a == b or a.endswith("/" + b) or b.endswith("/" + a) for a, b in zip(names, paths)
+        ):
+            raise InputMismatchError(f"state masks {names} differ from the prunable variables {paths}")
+        for a, b in zip(names, paths):
+            if tuple(np.shape(masks[a])) != tuple(self.variables[b].shape):
+                raise InputMismatchError(
+                    f"state mask {a!r} has shape {tuple(np.shape(masks[a]))}, but variable {b!r} has shape "
+                    f"{tuple(self.variables[b].shape)}: the state is of another model"
+                )
+        pruner = self._new_pruner()
+        pruner.load_state_dict({**state, "masks": {b: masks[a] for a, b in zip(names, paths)}})
+        return pruner
+
+    def _follow_restore(self) -> None:
+        """Before the first step: a callback after this one in ``callbacks`` may have restored weights
+        and iterations in its ``on_train_begin`` (``BackupAndRestore``); join that run (its zeros)."""
+        iterations = self._iterations()
+        if iterations == self.pruner.step:
+            return
+        self.pruner.init_masks({p: v.value for p, v in self.variables.items()}, from_zeros=True)
+        self.pruner.sync_step(iterations)
+        self._start = iterations
+        self._hook.set_masks([self.pruner.masks[n] for n in self.variables])  # type: ignore[union-attr]
+
+    def _iterations(self) -> int:
+        """``optimizer.iterations`` now; during fit on JAX read from the step's state (variables are stale).
+
+        ``self._model``: on JAX, Keras's ``Callback.model`` syncs the whole training state."""
+        model = self._model
+        state = getattr(model, "_jax_state", None)
+        if state and not getattr(model, "_jax_state_synced", True):
+            return int(np.asarray(state["optimizer_variables"][self._iterations_index]))
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
     def _event(self) -> None:
         """Select with this step's gradients and updated weights; apply or leave all untouched.
@@ -389,6 +517,8 @@ def strip_pruning(model: keras.Model) -> keras.Model:
 
 def sparsity_report(model: keras.Model, prunable: Prunable = None) -> dict[str, dict[str, float]]:
     """Per prunable variable of any model (no fggp state needed): ``size``, ``zeros``, ``density``."""
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()  # during fit on JAX the variables hold no values until synced
     report = {}
     for path, v in prunable_variables(model, prunable).items():
         values = np.asarray(keras.ops.convert_to_numpy(v.value))

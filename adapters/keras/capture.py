@@ -22,7 +22,9 @@ replaces it on that instance only (the class and the user's model are untouched)
    Keras's own whose update of an entry with zero gradient and zero state is exactly zero
    (SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, Adadelta, Lion, Lamb, Ftrl: momentum,
    moments and multiplicative weight decay all keep 0.0 at 0.0). Others (Muon orthogonalises
-   the whole update; user optimizers) get the re-masking pass, one read and write per step.
+   the whole update; user optimizers) get the re-masking pass, one read and write per step, and
+   so does every variable with a ``constraint`` (Keras applies it inside ``apply``, after the
+   update, and ``w - mean(w)`` moves zeros).
 
 The masks, gradient slots and the stamp are non-trainable Keras variables created with
 ``optimizer.add_variable``. Being optimizer variables is what makes this work under JAX: they
@@ -35,11 +37,16 @@ compiled train steps, traced with ``capture_now`` True and False, and swaps
 ``model.train_function`` before each step (a Python attribute: no host work, no sync).
 
 ``uninstall`` restores the optimizer exactly (its own ``apply``, its own variable list), so a
-model saved after ``fit`` holds no fggp state and loads in a process without fggp.
+model saved after ``fit`` holds no fggp state and loads in a process without fggp. While
+installed, the hook also replaces ``save_own_variables``/``load_own_variables`` of the optimizer
+(and of a ``LossScaleOptimizer`` around it) with versions that skip its variables: a checkpoint
+taken during ``fit`` (``ModelCheckpoint``, ``BackupAndRestore``) is plain Keras too, and
+``load_model`` restores its optimizer state (``iterations``, moments) without a warning.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,9 +88,13 @@ class OptimizerHook:
 
     ``variables``: the prunable model variables (canonical order). ``capture``: keep a copy of
     each one's gradient from the latest optimizer step in ``grads`` (same shape and dtype).
+    ``outer``: optimizers wrapping ``optimizer`` (``model.optimizer`` under mixed precision), whose
+    saved state must not include the hook's variables either.
     """
 
-    def __init__(self, optimizer: Any, variables: Sequence[Any], capture: bool) -> None:
+    def __init__(
+        self, optimizer: Any, variables: Sequence[Any], capture: bool, outer: Sequence[Any] | None = None
+    ) -> None:
         self.optimizer = optimizer
         self.variables = list(variables)
         self.capture = capture
@@ -94,7 +105,14 @@ class OptimizerHook:
         self.grads: list[Any] = []
         self.stamp: Any = None
         self._keys = {optimizer._var_key(v): i for i, v in enumerate(self.variables)}
-        self.remask = not keeps_zeros(optimizer)
+        # Re-zero after the update: every variable for optimizers that may move zeros, else only those with a
+        # constraint (Keras applies it inside ``apply``, after the update; ``w - mean(w)`` moves zeros).
+        self.remask = [
+            i for i, v in enumerate(self.variables) if not keeps_zeros(optimizer) or v.constraint is not None
+        ]
+        # The optimizers whose saved variables must not include the hook's (model.optimizer wraps ``optimizer``
+        # under mixed precision; a LossScaleOptimizer saves its inner optimizer's variables as its own).
+        self.saved = list({id(o): o for o in (optimizer, *(outer or ()))}.values())
         self.in_place = keras.backend.backend() == "torch"
         self.state = [self._state_of(v) for v in self.variables]
 
@@ -117,12 +135,18 @@ class OptimizerHook:
                 opt._tracker.lock()
         object.__setattr__(opt, "apply", self._apply)
         object.__setattr__(opt, _ATTRIBUTE, self)
+        for o in self.saved:  # a checkpoint taken during fit saves and loads as plain Keras
+            object.__setattr__(o, "save_own_variables", functools.partial(self._save_plain, o))
+            object.__setattr__(o, "load_own_variables", functools.partial(self._load_plain, o))
 
     def uninstall(self) -> None:
         """Give the optimizer back its own ``apply`` and variable list."""
         opt = self.optimizer
         opt.__dict__.pop("apply", None)
         opt.__dict__.pop(_ATTRIBUTE, None)
+        for o in self.saved:
+            o.__dict__.pop("save_own_variables", None)
+            o.__dict__.pop("load_own_variables", None)
         for v in [*self.masks, *self.grads, self.stamp]:
             if v is not None:
                 opt._untrack_variable(v)
@@ -150,9 +174,8 @@ class OptimizerHook:
             else:
                 grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
         result = type(opt).apply(opt, grads, trainable_variables)
-        if self.remask:
-            for v, mask_variable in zip(self.variables, self.masks):
-                v.assign(ops.where(mask_variable.value, v.value, 0.0))
+        for i in self.remask:
+            self.variables[i].assign(ops.where(self.masks[i].value, self.variables[i].value, 0.0))
         if self.capture and self.capture_now:
             self.stamp.assign(opt._iterations)
         return result
@@ -164,6 +187,26 @@ class OptimizerHook:
             self.masks[i].assign(ops.copy(mask))  # a buffer of its own: JAX donates the step's state
             for target in (v, *self.state[i]):
                 target.assign(ops.where(mask, target.value, 0.0))
+
+    # -- saving: the optimizer's own variables only ------------------------------------------
+    def _plain(self, optimizer: Any) -> list[Any]:
+        """``optimizer.variables`` without the hook's (they come last: the hook is installed after build)."""
+        mine = {id(v) for v in [*self.masks, *self.grads, self.stamp]}
+        return [v for v in optimizer.variables if id(v) not in mine]
+
+    def _save_plain(self, optimizer: Any, store: Any) -> None:
+        """``Optimizer.save_own_variables`` of the optimizer without fggp: the file loads in plain Keras."""
+        for i, variable in enumerate(self._plain(optimizer)):
+            store[str(i)] = variable.numpy()
+
+    def _load_plain(self, optimizer: Any, store: Any) -> None:
+        """``Optimizer.load_own_variables`` into the optimizer's own variables (e.g. BackupAndRestore)."""
+        plain = self._plain(optimizer)
+        if len(store.keys()) != len(plain):
+            type(optimizer).load_own_variables(optimizer, store)  # Keras's own warning and skip
+            return
+        for i, variable in enumerate(plain):
+            variable.assign(store[str(i)])
 
     def captured_at(self) -> int:
         """The optimizer iteration whose gradients the slots hold (0: none captured yet)."""

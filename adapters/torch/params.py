@@ -52,13 +52,9 @@ def prunable_from_alias(prunable: PrunableSpec, params: object) -> tuple[Prunabl
 
 
 def _default_ids(model: nn.Module) -> set[int]:
-    return {
-        id(module.weight)
-        for module in model.modules()
-        if isinstance(module, PRUNABLE_LAYERS)
-        and isinstance(module.weight, nn.Parameter)
-        and module.weight.requires_grad
-    }
+    # _parameters, not module.weight: reading a parametrized weight runs the parametrization (side effects)
+    weights = [m._parameters.get("weight") for m in model.modules() if isinstance(m, PRUNABLE_LAYERS)]
+    return {id(w) for w in weights if isinstance(w, nn.Parameter) and w.requires_grad}
 
 
 def prunable_parameters(
@@ -77,6 +73,7 @@ def prunable_parameters(
     if prunable is None:
         ids = _default_ids(model)
         chosen = [n for n, p in named.items() if id(p) in ids]
+        _warn_parametrized(model)
     elif callable(prunable):
         if predicate_arity(prunable) != 2:
             allowed = "a predicate takes two arguments (name, parameter) and returns a bool"
@@ -88,6 +85,7 @@ def prunable_parameters(
         wanted = list(prunable)
         for name in wanted:
             if name not in named:
+                _refuse_alias(model, named, name, argument)
                 known = ", ".join(list(named)[:8]) + (", ..." if len(named) > 8 else "")
                 raise ConfigError(argument, name, f"must name a parameter of model.named_parameters(): {known}")
         if len(set(wanted)) != len(wanted):
@@ -103,7 +101,60 @@ def prunable_parameters(
             raise ConfigError(f"{argument}[{name!r}]", dtype, allowed)
         if not p.requires_grad:
             raise ConfigError(f"{argument}[{name!r}]", "requires_grad=False", "a frozen parameter cannot be pruned")
+    _refuse_sparse_grads(model, {n: named[n] for n in chosen}, argument)
     return {n: named[n] for n in chosen}
+
+
+def _refuse_alias(model: nn.Module, named: dict[str, nn.Parameter], name: str, argument: str) -> None:
+    """A tied alias (``decoder.weight`` sharing ``encoder.weight``'s Parameter) is named by its first name."""
+    for alias, p in model.named_parameters(remove_duplicate=False):
+        if alias == name:
+            first = next(n for n, q in named.items() if q is p)
+            raise ConfigError(
+                argument, name,
+                f"is tied to {first!r} (the same Parameter; named_parameters() lists it once): name it {first!r}",
+            )
+
+
+def _warn_parametrized(model: nn.Module) -> None:
+    """Layers of a default type whose ``weight`` is computed (``torch.nn.utils.parametrize``: ``weight_norm``,
+    ``spectral_norm``, custom parametrizations; old-style hooks) are left out of the default set, out loud.
+
+    A mask on the parametrization's original is not a mask on the weight in general (a custom
+    parametrization may move zeros; ``weight_norm`` divides by a row norm that a fully pruned row
+    makes 0, giving NaN), so fggp does not guess: the user names the original to prune it."""
+    # "weight" missing from _parameters: reading module.weight would run the parametrization (spectral_norm's
+    # power iteration updates its buffers), so only the registry is looked at.
+    left_out = {
+        name: [n for n, _ in module.named_parameters(prefix=name) if ".weight" in n or n.endswith("weight_v")]
+        for name, module in model.named_modules()
+        if isinstance(module, PRUNABLE_LAYERS) and "weight" not in module._parameters
+    }
+    if left_out:
+        warnings.warn(
+            f"fggp: the default prunable set leaves out the layers {list(left_out)}: their weight is computed by a "
+            "parametrization (weight_norm, spectral_norm, torch.nn.utils.parametrize), not a parameter. To prune "
+            f"one, list its original in prunable= (their parameters: {left_out}), only where zeros of the original "
+            "are zeros of the weight; pass prunable= explicitly to silence this warning",
+            UserWarning, stacklevel=4,
+        )
+
+
+def _refuse_sparse_grads(model: nn.Module, chosen: dict[str, nn.Parameter], argument: str) -> None:
+    """Sparse gradients (``nn.Embedding(sparse=True)``) cannot be masked in place: refused before anything changes."""
+    ids = {id(p): n for n, p in chosen.items()}
+    for module in model.modules():
+        weight = module._parameters.get("weight")  # not module.weight: no parametrization is run
+        if getattr(module, "sparse", False) is True and id(weight) in ids:
+            name = ids[id(weight)]
+            raise ConfigError(
+                f"{argument}[{name!r}]", f"{type(module).__name__}(sparse=True)",
+                "a parameter with sparse gradients cannot be pruned; use sparse=False or leave it out of prunable=",
+            )
+    for name, p in chosen.items():
+        if p.grad is not None and p.grad.layout != torch.strided:
+            allowed = "only parameters with dense (strided) gradients can be pruned"
+            raise ConfigError(f"{argument}[{name!r}]", f"grad layout {p.grad.layout}", allowed)
 
 
 def check_optimizer(optimizer: object, params: dict[str, nn.Parameter]) -> torch.optim.Optimizer:

@@ -3,7 +3,9 @@
 Data flow per optimizer step (the user's ``loss.backward(); optimizer.step()`` is unchanged):
 
 - pre-step hook: gradients of pruned entries are set to 0.0, so the step cannot revive them;
-- post-step hook: weights are re-masked and the step is counted (``Pruner.advance``); at an
+- post-step hook: weights are re-masked, unless the optimizer provably keeps a +0.0 weight with
+  0 gradient and state at +0.0 (``masking.keeps_zeros``: SGD, Adam, AdamW), and the step is
+  counted (``Pruner.advance``); at an
   event the core selects with this step's gradients and the updated weights (on device,
   ``TorchBackend``), and the new masks are applied to the weights and to every
   per-parameter optimizer state tensor of the weight's shape (momentum, Adam moments, ...).
@@ -29,8 +31,8 @@ from fggp_core.methods import Method
 from fggp_core.pruner import EventReport, Pruner
 from fggp_core.schedule import Schedule
 
-from .backend import TORCH
-from .masking import PrunedEntries
+from .backend import backend_of
+from .masking import PrunedEntries, keeps_zeros
 from .params import UNSET, PrunableSpec, check_optimizer, prunable_from_alias, prunable_parameters
 from .sharding import ShardedTorchBackend, backend_for, check_not_fsdp1, is_dtensor, local
 
@@ -62,6 +64,7 @@ class TorchPruner:
         self._pruned = PrunedEntries({}, {})  # the entries to keep at zero, per tensor with some
         self._handles: list[Any] = []
         self._dense_grads: dict[str, torch.Tensor] | None = None  # GraNet: unmasked grads of an event step
+        self._started = False  # whether the first optimizer step began (the event at step 0 is due then)
 
     # -- what the user reads -------------------------------------------------------------
     @property
@@ -102,12 +105,18 @@ class TorchPruner:
             for name in self._pruned:
                 grad = self.params[name].grad
                 if grad is not None:
-                    self._pruned.multiply(name, local(grad))
+                    self._pruned.exact(name, local(grad))  # +0.0 exactly, a NaN there included
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if _skipped_by_grad_scaler(optimizer):
             return
-        self._mask_weights()
+        if kwargs.get("closure", args[0] if args else None) is not None:
+            # step(closure) ran backward inside the step, after _pre_step: its gradients were never masked,
+            # so the update may have moved pruned weights and their state (Lightning always passes one)
+            for name in self._pruned:
+                self._zero_exactly(name)
+        elif not keeps_zeros(optimizer):  # SGD/Adam/AdamW cannot move a +0.0 weight with 0 gradient and state
+            self._mask_weights()
         if self.core.advance():  # counted first: a failed event still leaves the step count right
             self._event()
 
@@ -118,6 +127,19 @@ class TorchPruner:
         Gradient methods use the parameters' current ``.grad`` (see the grad-None rule).
         """
         return self._event()
+
+    def _first_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """The event at step 0 (``OneShotSchedule(s)``'s default ``step=0``; a schedule with ``begin_step=0``
+        whose sparsity at 0 needs pruning), once, before the first update: on the weights that step starts
+        from and its gradients. Nothing happens when ``prune_now()`` or a loaded state got there first."""
+        if _skipped_by_grad_scaler(optimizer):
+            return  # no step: the next one starts from the same weights
+        if self._started:  # once (a hook cannot remove itself while the optimizer iterates over them)
+            return
+        self._started = True
+        k = self.core.event_k(0) if self.core.step == 0 else 0
+        if sum(k.values()) if isinstance(k, Mapping) else k:
+            self._event()
 
     def _event_grads(self) -> dict[str, torch.Tensor] | None:
         """This step's gradients. A prunable parameter without one is an error for gradient methods."""
@@ -164,8 +186,7 @@ class TorchPruner:
     def _mask_weights(self) -> None:
         with torch.no_grad():
             for name in self._pruned:
-                if self._pruned.zero(name, local(self.params[name])):
-                    self._zero_exactly(name)  # a NaN/inf got in (via a gradient): clean its state too
+                self._pruned.exact(name, local(self.params[name]))
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -194,6 +215,8 @@ class TorchPruner:
         Masks may be tensors, NumPy arrays or nested lists. The configuration (method, schedule,
         scope, ...) must equal this pruner's; on any mismatch nothing changes.
         """
+        if not isinstance(state, Mapping):
+            raise ConfigError("state", type(state).__name__, "must be a dict from state_dict()")
         masks = state.get("masks")
         if not isinstance(masks, Mapping):
             raise ConfigError("state['masks']", type(masks).__name__, "must map parameter names to bool masks")
@@ -269,7 +292,8 @@ def attach(
     check_not_fsdp1(model)
     chosen = prunable_parameters(model, spec, argument=argument)
     check_optimizer(optimizer, chosen)
-    backend = backend_for(chosen, TORCH)  # DTensor parameters (FSDP2): each rank selects on its blocks
+    # DTensor parameters (FSDP2): each rank selects on its blocks; CPU tensors: NumPy's kernels (faster there)
+    backend = backend_for(chosen, backend_of(list(chosen.values())))
     if any(p.optimizer is optimizer and p.attached for p in _ATTACHED):
         raise ConfigError(
             "optimizer", type(optimizer).__name__, "already has a fggp pruner attached; remove() it first"
@@ -281,7 +305,10 @@ def attach(
     core.init_masks(chosen, sparse_start)
     pruner = TorchPruner(model, optimizer, core, chosen)
     pruner._apply()
+    # An event at step 0 runs once, before the first update (registered first: before the grads are masked).
+    first = [optimizer.register_step_pre_hook(pruner._first_step)] if core.schedule.is_event(0) else []
     pruner._handles = [
+        *first,
         optimizer.register_step_pre_hook(pruner._pre_step),
         optimizer.register_step_post_hook(pruner._post_step),
     ]
@@ -299,6 +326,28 @@ def finalize(target: nn.Module | TorchPruner) -> nn.Module:
         return target.finalize()
     if not isinstance(target, nn.Module):
         raise ConfigError("target", type(target).__name__, "must be a torch.nn.Module or a TorchPruner")
-    for pruner in [p for p in _ATTACHED if p.model is target]:
+    mine = [p for p in _ATTACHED if _unwrapped(p.model) is _unwrapped(target)]
+    if not mine:
+        ids = {id(q) for q in target.parameters()}
+        other = [p for p in _ATTACHED if p.attached and any(id(q) in ids for q in p.params.values())]
+        if other:
+            raise ConfigError(
+                "target", type(target).__name__,
+                f"is part of the model a pruner was attached to ({type(other[0].model).__name__}, pruning "
+                f"{list(other[0].params)[:4]}...): pass that model, or the pruner itself (pruner.finalize())",
+            )
+    for pruner in mine:
         pruner.finalize()
     return target
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The user's module inside ``torch.compile`` (``_orig_mod``) and DDP/DataParallel (``module``) wrappers."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model

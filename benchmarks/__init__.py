@@ -1,0 +1,1 @@
+"""fggp's benchmarks: ``python -m benchmarks [--quick]`` runs those that apply here (see ``run.py``)."""
