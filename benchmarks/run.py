@@ -202,8 +202,8 @@ def markdown(summary: dict) -> str:
                      if name.split(".")[0] in USED or name.startswith("jax_"))
     lines += ["", f"Result files read (last written): {used}."]
     missed = [r for r in summary["rows"] if r["met"] is False]
-    lines += ["", f"Targets missed in this run: {len(missed)} of {sum(r['met'] is not None for r in summary['rows'])}"
-              + ("." if not missed else ":")]
+    checked = sum(r["met"] is not None for r in summary["rows"])
+    lines += ["", f"Targets missed in these results: {len(missed)} of {checked}" + ("." if not missed else ":")]
     lines += [f"- {r['area']}: {r['figure']}: {r['measured']} (target {r['target']})" for r in missed]
     failed = [f"`{name}` ({s['error']})" for name, s in summary["scripts"].items() if not s["ok"]]
     if failed:

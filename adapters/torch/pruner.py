@@ -110,7 +110,8 @@ class TorchPruner:
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if _skipped_by_grad_scaler(optimizer):
             return
-        if kwargs.get("closure", args[0] if args else None) is not None:
+        positional = args[1:] if args and args[0] is optimizer else args  # torch passes step's self first
+        if kwargs.get("closure", positional[0] if positional else None) is not None:
             # step(closure) ran backward inside the step, after _pre_step: its gradients were never masked,
             # so the update may have moved pruned weights and their state (Lightning always passes one)
             for name in self._pruned:
