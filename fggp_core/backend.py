@@ -140,12 +140,24 @@ class Backend(Protocol):
         and the part of that sum on devices whose block comes earlier in the tensor's C order
         (0 on one device). One collective for all tensors."""
 
+    def running(self, counts: Sequence[Any]) -> tuple[list[Any], Any]:
+        """Per tensor, the sum of the ``counts`` before it (0 for the first), and the total.
+        ``counts`` are already global (e.g. from ``tally``): no communication."""
+
 
 class OneDevice:
-    """``reduce`` and ``tally`` where every tensor is whole on one device: plain sums."""
+    """``reduce`` and ``tally`` where every tensor is whole on one device: plain sums; and
+    ``running``, which is local on every backend."""
 
     def reduce(self, values: Sequence[Any], tensors: Sequence[int]) -> Any:
         return sum(values[1:], values[0])
+
+    def running(self, counts: Sequence[Any]) -> tuple[list[Any], Any]:
+        before, total = [], 0
+        for c in counts:
+            before.append(total)
+            total = total + c
+        return before, total
 
     def tally(self, counts: Sequence[Any], tensors: Sequence[int]) -> tuple[list[Any], list[Any]]:
         return list(counts), [0] * len(counts)

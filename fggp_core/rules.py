@@ -29,10 +29,6 @@ def check_gupta(be: Backend, n_total: int) -> None:
         )
 
 
-def _total(values: Sequence[Any]) -> Any:
-    return sum(values[1:], values[0])
-
-
 def gupta_counts(be: Backend, global_counts: Sequence[Any], n_act: Sequence[Any], k: Any, m: int) -> tuple[list, Any]:
     """Per-tensor pruned counts of the authors' clamp-and-redistribute rule, and a feasible flag.
 
@@ -46,6 +42,10 @@ def gupta_counts(be: Backend, global_counts: Sequence[Any], n_act: Sequence[Any]
     ends): budget ``R > 0`` left with ``C == 0``.
     """
     zero, one = be.scalar(0, k), be.scalar(1, k)
+
+    def _total(values: Sequence[Any]) -> Any:
+        return be.running(values)[1]
+
     large = [a > m for a in n_act]
     room = [a - m for a in n_act]
     clamped = [a < 0 for a in n_act]  # all False, as backend booleans

@@ -103,12 +103,11 @@ def smallest(be: Backend, keys: Sequence[Any], k: Any, score: str, tensors: Sequ
     # tie counts of every tensor in one tally; the tie masks are made again below rather than
     # kept (one byte per entry less at the peak)
     counts, earlier = be.tally([be.count(x == v) for x in keys], tensors)
-    before = 0
+    before = be.running(counts)[0]
     for i, x in enumerate(keys):
         b = below[i]
-        b |= be.first_true(x == v, need - before - earlier[i])  # this block's share of the ties (in place)
+        b |= be.first_true(x == v, need - before[i] - earlier[i])  # this block's share of the ties (in place)
         below[i] = b  # immutable arrays (JAX, TensorFlow) rebind instead
-        before = before + counts[i]
     return below
 
 
@@ -157,7 +156,7 @@ def prune_group(
     score = score_dtype([be.dtype_name(w) for w in weights])
     status = Status(*(be.scalar(0, k) for _ in range(4)))
     n_act = be.tally([be.count(a) for a in active], tensors)[0]
-    n_active = sum(n_act[1:], n_act[0])
+    n_active = be.running(n_act)[1]
     candidates = list(active)
     available = n_active
     spare: list[Any] = [None] * len(weights)  # the previous stage's key buffers, reused where the backend can

@@ -18,6 +18,7 @@ runs eagerly (``fggp.jax.select``) and inside ``jax.jit`` (``select_jit``, ``wra
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -26,7 +27,7 @@ import numpy as np
 
 from fggp_core.backend import INF_KEY, NUMPY, OneDevice
 
-__all__ = ["JaxBackend", "JAX", "count_dtype", "rate_bits"]
+__all__ = ["JaxBackend", "JAX", "count_dtype", "rate_bits", "materialize"]
 
 
 def count_dtype() -> Any:
@@ -68,25 +69,60 @@ def _keys(t: jax.Array, other: jax.Array | None, score: str) -> jax.Array:
     return jax.lax.bitcast_convert_type(x, ints) & sign_off
 
 
-@jax.jit
-def _exclude(keys: jax.Array, among: jax.Array) -> jax.Array:
-    return jnp.where(among, keys, jnp.array(_inf(keys), keys.dtype))
+BLOCK = 1 << 20
+"""Entries per block of the per-entry temporaries of ``histogram`` and ``first_true`` (a scatter's
+indices and weights, a running count: 8 and 4 bytes per entry). A longer tensor is scanned block
+by block in a ``lax.fori_loop`` (one block's temporaries live at a time; the loop runs only inside
+an event, where a GPU may read its trip predicate), then its remainder."""
 
 
-@jax.jit
-def _nonfinite(keys: jax.Array, among: jax.Array) -> jax.Array:
-    return jnp.sum((keys >= _inf(keys)) & among, dtype=count_dtype())
+def _by_blocks(n: int, body: Any, init: Any) -> Any:
+    """``body(start, size, carry)`` over the blocks of ``range(n)``: full blocks in a loop (traced
+    ``start``), the remainder once (static ``start``); returns the carry."""
+    full = n // BLOCK
+    if full > 1:
+        init = jax.lax.fori_loop(0, full, lambda i, c: body(i * BLOCK, BLOCK, c), init)
+    elif full == 1:
+        init = body(0, BLOCK, init)
+    if n - full * BLOCK > 0 or n == 0:
+        init = body(full * BLOCK, n - full * BLOCK, init)
+    return init
 
 
 @functools.partial(jax.jit, static_argnames=("shift", "width"))
 def _histogram(keys: jax.Array, shift: int, width: int, prefix: jax.Array) -> jax.Array:
     above = shift + width
-    digit = ((keys >> shift) & ((1 << width) - 1)).astype(jnp.int32)
-    weight = jnp.ones(keys.shape, count_dtype())
-    if above < (63 if keys.dtype == jnp.int64 else 31):  # the sign bit is always clear
-        same = (keys >> above) == (jnp.asarray(prefix).astype(keys.dtype) >> above)
-        weight = same.astype(count_dtype())
-    return jnp.zeros(1 << width, count_dtype()).at[digit].add(weight)
+
+    def block(start: Any, size: int, out: jax.Array) -> jax.Array:
+        x = jax.lax.dynamic_slice_in_dim(keys, start, size)
+        digit = ((x >> shift) & ((1 << width) - 1)).astype(jnp.int32)
+        weight = jnp.ones(x.shape, count_dtype())
+        if above < (63 if keys.dtype == jnp.int64 else 31):  # the sign bit is always clear
+            same = (x >> above) == (jnp.asarray(prefix).astype(keys.dtype) >> above)
+            weight = same.astype(count_dtype())
+        return out.at[digit].add(weight)
+
+    return _by_blocks(keys.shape[0], block, jnp.zeros(1 << width, count_dtype()))
+
+
+@jax.jit
+def _exclude(keys: jax.Array, among: jax.Array) -> jax.Array:
+    return jnp.where(among, keys, jnp.array(_inf(keys), keys.dtype))
+
+
+def _block_sum(n: int, term: Any) -> jax.Array:
+    """The sum of ``term(start, size)`` (a count of one block) over the blocks of ``range(n)``: XLA
+    materializes a bool array widened to the count type before summing it (4 bytes per entry)."""
+    return _by_blocks(n, lambda start, size, total: total + term(start, size), jnp.zeros((), count_dtype()))
+
+
+@jax.jit
+def _nonfinite(keys: jax.Array, among: jax.Array) -> jax.Array:
+    def term(start: Any, size: int) -> jax.Array:
+        k, a = (jax.lax.dynamic_slice_in_dim(x, start, size) for x in (keys, among))
+        return jnp.sum((k >= _inf(keys)) & a, dtype=count_dtype())
+
+    return _block_sum(keys.shape[0], term)
 
 
 @jax.jit
@@ -99,12 +135,43 @@ def _pick(histogram: jax.Array, rank: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 @jax.jit
 def _count(mask: jax.Array) -> jax.Array:
-    return jnp.sum(mask, dtype=count_dtype())
+    mask = jnp.reshape(mask, -1)
+    return _block_sum(mask.shape[0], lambda start, size: jnp.sum(
+        jax.lax.dynamic_slice_in_dim(mask, start, size), dtype=count_dtype()))
 
 
 @jax.jit
 def _first_true(mask: jax.Array, r: jax.Array) -> jax.Array:
-    return mask & (jnp.cumsum(mask, dtype=count_dtype()) <= r)
+    def block(start: Any, size: int, carry: tuple) -> tuple:
+        out, left = carry  # left: how many True entries may still be kept
+        m = jax.lax.dynamic_slice_in_dim(mask, start, size)
+        running = jnp.cumsum(m, dtype=count_dtype())
+        out = jax.lax.dynamic_update_slice_in_dim(out, m & (running <= left), start, 0)
+        return out, left - running[-1] if size else left
+
+    return _by_blocks(mask.shape[0], block, (jnp.zeros_like(mask), jnp.asarray(r, count_dtype())))[0]
+
+
+# Sums over tensors are single operations. A Python chain of scalar adds (or ``jnp.sum`` of stacked
+# scalars, which XLA rewrites into one) is cheap elementwise code that XLA fuses into, and so
+# copies into, every per-tensor consumer: a program quadratic in the number of tensors (minutes
+# of compile time at a few hundred leaves). A scatter-add of several updates and a cumulative sum
+# stay one operation each, computed once.
+
+
+@jax.jit
+def _sum_rows(stacked: jax.Array) -> jax.Array:
+    """The sum of ``stacked``'s rows as one scatter-add (exact for integer counts)."""
+    n = stacked.shape[0]
+    return jnp.zeros((1, *stacked.shape[1:]), stacked.dtype).at[jnp.zeros(n, jnp.int32)].add(stacked)[0]
+
+
+def materialize(*scalars: Any) -> list[jax.Array]:
+    """``scalars`` (same dtype) unchanged, computed once in the program: read by many per-tensor
+    operations, their producing code is then not fused into (copied into) each of them."""
+    stacked = jnp.stack([jnp.asarray(x) for x in scalars])
+    out = _sum_rows(jnp.stack([stacked, jnp.zeros_like(stacked)]))  # two updates: XLA keeps the scatter
+    return [out[i] for i in range(len(scalars))]
 
 
 class JaxBackend(OneDevice):
@@ -192,6 +259,17 @@ class JaxBackend(OneDevice):
 
     def first_true(self, mask: jax.Array, r: Any) -> jax.Array:
         return _first_true(mask, r)
+
+    def reduce(self, values: Sequence[Any], tensors: Sequence[int]) -> jax.Array:
+        """One scatter-add over the tensors (see ``_sum_rows``), not a chain of adds."""
+        return values[0] if len(values) == 1 else _sum_rows(jnp.stack([jnp.asarray(v) for v in values]))
+
+    def running(self, counts: Sequence[Any]) -> tuple[list[Any], Any]:
+        """One cumulative sum over the stacked counts (see ``_sum_rows``)."""
+        if len(counts) == 1:
+            return [jnp.zeros((), jnp.asarray(counts[0]).dtype)], counts[0]
+        ends = jnp.cumsum(jnp.stack([jnp.asarray(c).astype(count_dtype()) for c in counts]))
+        return [jnp.zeros((), ends.dtype), *(ends[i] for i in range(len(counts) - 1))], ends[-1]
 
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fggp_core
-from fggp_core.backend import INF_KEY, NUMPY, score_dtype
+from fggp_core.backend import NUMPY, score_dtype
 from fggp_core.methods import Method
 from fggp_core.selection import NONFINITE, Status, check_problem, raise_failure, random_scores, run_groups
 
@@ -149,30 +149,30 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
         JAX, method, [w], None if g is None else [g], [m], [([0], ks[0])], rate=rate, step=step,
         random=_random_keys(getattr(method, "seed", 0), step),
     )
-    if len(weights) > 1:
-        status = _leaf_status(method, status, w, g, m, sizes, score)
+    if len(weights) > 1:  # from the leaves, not the flat buffers: those then have one reader each
+        status = _leaf_status(method, status, weights, grads, masks, score)
     flat = new[0]
     starts = np.cumsum([0, *sizes])
     return [jnp.reshape(flat[a:b], jnp.shape(x)) for a, b, x in zip(starts[:-1], starts[1:], masks)], status
 
 
-def _leaf_status(method, status, w, g, m, sizes, score) -> Status:
+def _leaf_status(method, status, weights, grads, masks, score) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
     that failure (a ``lax.cond`` inside the event)."""
     plan = method.plan()
 
     def per_leaf(stage_index):
-        segment = jnp.repeat(jnp.arange(len(sizes), dtype=jnp.int32), np.asarray(sizes), total_repeat_length=sum(sizes))
         rows = []
         for stage in plan:
             if stage.score == "random" or stage.size == "regrow":
-                rows.append(jnp.zeros(len(sizes), count_dtype()))
+                rows.append(jnp.zeros(len(masks), count_dtype()))
                 continue
-            a, b = (w, None) if stage.score == "magnitude" else (g, None) if stage.score == "gradient" else (w, g)
-            keys = JAX.keys(a, b, score)
-            bad = (keys >= jnp.asarray(INF_KEY[score], keys.dtype)) & m
-            rows.append(jax.ops.segment_sum(bad.astype(count_dtype()), segment, len(sizes)))
+            rows.append(jnp.stack([
+                JAX.nonfinite(JAX.keys(*((w, None) if stage.score == "magnitude" else (g, None)
+                                         if stage.score == "gradient" else (w, g)), score), JAX.flat(m))
+                for w, g, m in zip(weights, grads or weights, masks)
+            ]))
         counts = jnp.stack(rows)[jnp.clip(stage_index, 0, len(plan) - 1)]
         first = jnp.argmax(counts > 0).astype(count_dtype())
         return first, counts[first].astype(count_dtype())

@@ -140,7 +140,7 @@ class ShardedJax(JaxBackend):
         if not used:
             return super().reduce(values, tensors)
         parts = [jnp.where(self._first(t, used), v, jnp.zeros_like(v)) for v, t in zip(values, tensors)]
-        return lax.psum(sum(parts[1:], parts[0]), used)
+        return lax.psum(super().reduce(parts, tensors), used)
 
     def tally(self, counts: Sequence[Any], tensors: Sequence[int]) -> tuple[list[Any], list[Any]]:
         used = self._used(tensors)

@@ -48,7 +48,7 @@ from fggp_core.pruner import EventReport, check_config, event_table, targets
 from fggp_core.schedule import Schedule
 from fggp_core.selection import OK, check_counts, raise_status
 
-from .backend import JAX, count_dtype, rate_bits
+from .backend import JAX, count_dtype, materialize, rate_bits
 from .selection import run_traced
 from .sharded import ShardLayout, layout_of
 
@@ -287,7 +287,8 @@ def wrap(
 
         u_leaves, inner_state = inner_step()
         count = state.count + 1
-        names = [leaf_names(params)[i] for i in chosen]
+        all_names = leaf_names(params)
+        names = [all_names[i] for i in chosen]
         steps, targets, rates = tables(tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen)))
         p, u, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, u_leaves, g_leaves, mask_leaves))
         grads = g if method.needs_grads else None
@@ -391,13 +392,16 @@ def _maybe_event(
 
     def event(operands):
         g, m, row = operands
-        pruned = jnp.stack([JAX.scalar(x.size) - JAX.count(x) for x in m])
+        pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
         target = jnp.asarray(targets)[row]
-        ks = jnp.maximum(0, target - (jnp.sum(pruned, keepdims=True) if scope == "global" else pruned))
+        if scope == "global":
+            ks = jnp.maximum(0, target - JAX.reduce(pruned, range(len(m))))
+        else:
+            ks = jnp.maximum(0, target - jnp.stack(pruned))
         new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count, layout)
         k = ks[0] if scope == "global" else ks[jnp.clip(status.tensor, 0, len(m) - 1)]
-        info = jnp.stack([jnp.asarray(v).astype(zero.dtype) for v in (*status, k)])
-        ok = status.code == OK
+        info = jnp.stack(materialize(*(jnp.asarray(v).astype(zero.dtype) for v in (*status, k))))
+        ok = info[0] == OK  # read by every leaf: computed once (``materialize``)
         out = [jnp.where(ok, a, b) for a, b in zip(new, m)]
         if report is not None:  # only in this branch: no host call between events
             sizes = jnp.stack([JAX.scalar(x.size) for x in out])

@@ -10,6 +10,9 @@ Data flow per optimizer step (the user's ``loss.backward(); optimizer.step()`` i
   ``TorchBackend``), and the new masks are applied to the weights and to every
   per-parameter optimizer state tensor of the weight's shape (momentum, Adam moments, ...).
 
+An optimizer subclass whose ``step`` calls ``super().step()`` fires the hooks once per wrapped
+``step`` (see ``TorchPruner._pre_step``): only the outermost call is counted, as one step.
+
 A step that ``torch.amp.GradScaler`` skips is no step: either ``optimizer.step`` is not called
 (the hooks do not fire), or, for optimizers that skip internally (``fused=True``), the
 scaler's ``found_inf`` is set and the post-step hook ignores the step.
@@ -17,6 +20,7 @@ scaler's ``found_inf`` is set and the post-step hook ignores the step.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -65,6 +69,7 @@ class TorchPruner:
         self._handles: list[Any] = []
         self._dense_grads: dict[str, torch.Tensor] | None = None  # GraNet: unmasked grads of an event step
         self._started = False  # whether the first optimizer step began (the event at step 0 is due then)
+        self._outer_step: Any = None  # torch's hook-calling frame of the step() in progress (see _pre_step)
 
     # -- what the user reads -------------------------------------------------------------
     @property
@@ -97,6 +102,15 @@ class TorchPruner:
 
     # -- hooks ---------------------------------------------------------------------------
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        # torch wraps the ``step`` of the class of each optimizer it builds with the wrapper that calls these
+        # hooks, so ``MyAdam.step`` calling ``super().step()`` runs them twice (once any plain Adam exists in
+        # the process): a nested call is part of the outer step, never a step of its own. The outer call is
+        # known by its wrapper frame (this hook's caller), not by a depth counter: a step that raised (no
+        # post hook) leaves a frame that is no longer on the stack, so the next step is counted.
+        wrapper = sys._getframe(1)
+        if self._outer_step is not None and _is_caller_of(self._outer_step, wrapper):
+            return
+        self._outer_step = wrapper
         self._dense_grads = None
         if self.core.method.regrows and self.core.is_event(self.core.step + 1):
             # regrowth ranks pruned entries by |g|: keep this step's gradients before masking them
@@ -108,6 +122,9 @@ class TorchPruner:
                     self._pruned.exact(name, local(grad))  # +0.0 exactly, a NaN there included
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if sys._getframe(1) is not self._outer_step:
+            return  # the end of a nested super().step(): the outer step ends later (see _pre_step)
+        self._outer_step = None  # first: an event that raises below still ends the step
         if _skipped_by_grad_scaler(optimizer):
             return
         positional = args[1:] if args and args[0] is optimizer else args  # torch passes step's self first
@@ -340,6 +357,16 @@ def finalize(target: nn.Module | TorchPruner) -> nn.Module:
     for pruner in mine:
         pruner.finalize()
     return target
+
+
+def _is_caller_of(frame: Any, inner: Any) -> bool:
+    """Whether ``frame`` is on the call stack above ``inner`` (both Python frames)."""
+    inner = inner.f_back
+    while inner is not None:
+        if inner is frame:
+            return True
+        inner = inner.f_back
+    return False
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
