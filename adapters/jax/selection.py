@@ -159,24 +159,29 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
 def _leaf_status(method, status, weights, grads, masks, score) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
-    that failure (a ``lax.cond`` inside the event)."""
-    plan = method.plan()
+    that failure (a ``lax.cond`` inside the event), from the leaves (not the flat buffers, which
+    then have one reader each), with a program that does not grow per leaf beyond one concatenation."""
+    starts = np.cumsum([0, *(int(np.prod(jnp.shape(m), dtype=np.int64)) for m in masks)])
+
+    def failed_stage(stage):
+        def locate(_):
+            if stage.score == "random" or stage.size == "regrow":
+                return jnp.zeros((), count_dtype()), jnp.zeros((), count_dtype())
+            scores = [(_as_float(w, score) if stage.score != "gradient" else 1) *
+                      (_as_float(g, score) if stage.score != "magnitude" else 1)
+                      for w, g in zip(weights, grads or weights)]  # the product rounded once, as the keys
+            bad = jnp.concatenate([~jnp.isfinite(x) & jnp.reshape(m, -1) for x, m in zip(scores, masks)])
+            leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
+            bounds = jnp.asarray(starts)
+            at = jnp.arange(bad.shape[0])
+            count = jnp.sum(bad & (at >= bounds[leaf]) & (at < bounds[leaf + 1]), dtype=count_dtype())
+            return leaf.astype(count_dtype()), count
+        return locate
 
     def per_leaf(stage_index):
-        rows = []
-        for stage in plan:
-            if stage.score == "random" or stage.size == "regrow":
-                rows.append(jnp.zeros(len(masks), count_dtype()))
-                continue
-            rows.append(jnp.stack([
-                JAX.nonfinite(JAX.keys(*((w, None) if stage.score == "magnitude" else (g, None)
-                                         if stage.score == "gradient" else (w, g)), score), JAX.flat(m))
-                for w, g, m in zip(weights, grads or weights, masks)
-            ]))
-        counts = jnp.stack(rows)[jnp.clip(stage_index, 0, len(plan) - 1)]
-        first = jnp.argmax(counts > 0).astype(count_dtype())
-        return first, counts[first].astype(count_dtype())
+        return jax.lax.switch(jnp.clip(stage_index, 0, len(plan) - 1), [failed_stage(s) for s in plan], None)
 
+    plan = method.plan()
     tensor, count = jax.lax.cond(
         status.code == NONFINITE, per_leaf, lambda _: (status.tensor.astype(count_dtype()),
                                                        status.count.astype(count_dtype())), status.stage,

@@ -164,3 +164,7 @@ def test_the_flat_global_selection_of_many_leaves_is_the_cores(method, monkeypat
         m["z"][0, 1, 1] = True
         with pytest.raises(F.NonFiniteScoreError, match=r"1 active entries of tensor 'z'"):
             fj.select_jit(method, w, g, m, 9, step=4)
+        w["y"][[2, 5]] = np.inf  # the first leaf with any, counted within that leaf only
+        m["y"][[2, 5]] = True
+        with pytest.raises(F.NonFiniteScoreError, match=r"2 active entries of tensor 'y'"):
+            fj.select_jit(method, w, g, m, 9, step=4)
