@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import fggp.jax as fj
 import fggp.jax.backend as jb
 import fggp_core as F
-from tests.harness import assert_same_masks
+from tests.jax.test_select import assert_selects_like_core
 from tests.strategies import cases
 
 NP = F.NUMPY
@@ -55,20 +55,7 @@ def test_block_primitives_equal_numpys_at_every_block_edge(small_blocks, n):
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())  # the fixture's patch holds for every example: nothing to reset between them
 def test_select_and_select_jit_equal_the_core_when_tensors_span_blocks(small_blocks, case):
-    held = {n: None if a is None else {k: np.asarray(jnp.asarray(v)) for k, v in a.items()}
-            for n, a in (("weights", case.weights), ("grads", case.grads), ("masks", case.masks))}
-    weights, grads, masks = held["weights"], held["grads"], held["masks"]  # float64 -> float32 without x64
-    try:
-        expected = F.select(case.method, weights, grads, masks, case.k, scope=case.scope, step=case.step)
-    except F.FGGPError as error:
-        expected = type(error)
-    for select in (fj.select, fj.select_jit):
-        try:
-            got = select(case.method, weights, grads, masks, case.k, scope=case.scope, step=case.step)
-        except F.FGGPError as error:
-            assert type(error) is expected
-            continue
-        assert_same_masks(got, expected)
+    assert_selects_like_core(case)
 
 
 @given(counts=st.lists(st.integers(0, 1000), min_size=1, max_size=12))

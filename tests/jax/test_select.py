@@ -39,6 +39,11 @@ def held(arrays):
 @settings(max_examples=20)
 @given(case=cases(dtypes=DTYPES))
 def test_select_and_select_jit_equal_core_select_or_raise_its_error(case):
+    assert_selects_like_core(case)
+
+
+def assert_selects_like_core(case):
+    """``fggp.jax.select`` and ``select_jit`` give the core's masks on the values JAX holds, or raise its error."""
     weights, grads, masks = held(case.weights), held(case.grads), held(case.masks)
     try:
         expected = F.select(case.method, weights, grads, masks, case.k, scope=case.scope, step=case.step)
