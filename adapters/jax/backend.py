@@ -174,6 +174,15 @@ def materialize(*scalars: Any) -> list[jax.Array]:
     return [out[i] for i in range(len(scalars))]
 
 
+def materialize_array(x: jax.Array, zero: Any) -> jax.Array:
+    """``x`` (1-D) unchanged, written once to a buffer: a producer read by many slices is
+    otherwise fused into (copied into) each of them, a program that grows with the slices.
+    ``zero``: a traced non-negative integer scalar; ``min(zero, 0)`` is 0 at run time but not
+    to XLA, so it keeps the (in-place, one-entry) update that stops the fusion."""
+    at = jnp.minimum(jnp.asarray(zero).astype(jnp.int32), 0)
+    return jax.lax.dynamic_update_slice(x, x[:1], (at,))
+
+
 class JaxBackend(OneDevice):
     """``fggp_core.backend.Backend`` over ``jax.Array`` (any device, any sharding; traceable)."""
 

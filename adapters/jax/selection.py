@@ -22,7 +22,7 @@ from fggp_core.backend import NUMPY, score_dtype
 from fggp_core.methods import Method
 from fggp_core.selection import NONFINITE, Status, check_problem, raise_failure, random_scores, run_groups
 
-from .backend import JAX, _as_float, count_dtype, rate_bits
+from .backend import JAX, _as_float, count_dtype, materialize_array, rate_bits
 from .sharded import ShardedJax, ShardLayout, layout_of, random_blocks, shard_run
 
 __all__ = ["select", "select_jit", "run_traced"]
@@ -106,7 +106,7 @@ def run_traced(
         )
         return [JAX.unflat(x, jnp.shape(m)) for x, m in zip(new, masks)], status
 
-    if layout is None and scope == "global" and len(weights) >= FLAT_MIN_LEAVES and _flat_ok(method):
+    if flat_path(method, scope, len(weights), layout):
         return _run_flat(method, weights, grads, masks, ks, rate, step)
     if layout is None:
         return run(JAX, weights, grads, masks, ks, rate, step)
@@ -119,11 +119,15 @@ FLAT_MIN_LEAVES = 32
 program no longer grows with the leaves (compile time), at more event memory per entry."""
 
 
-def _flat_ok(method: Method) -> bool:
-    """Whether a global selection may run on one concatenated buffer: no stage that works per
-    tensor (a ``GlobalMP`` reserve, the "gupta" rule) and no per-tensor regrowth (GraNet)."""
+def flat_path(method: Method, scope: str, leaves: int, layout: ShardLayout | None) -> bool:
+    """Whether ``run_traced`` selects on one concatenated buffer: global scope, unsharded, at
+    least ``FLAT_MIN_LEAVES`` leaves, no stage that works per tensor (a ``GlobalMP`` reserve,
+    the "gupta" rule) and no per-tensor regrowth (GraNet)."""
     plan = method.plan()
-    return not method.regrows and not any(s.per_tensor or s.size == "gupta" for s in plan)
+    return (
+        layout is None and scope == "global" and leaves >= FLAT_MIN_LEAVES
+        and not method.regrows and not any(s.per_tensor or s.size == "gupta" for s in plan)
+    )
 
 
 def _concat(parts: Sequence[jax.Array]) -> jax.Array:
@@ -151,7 +155,7 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
     )
     if len(weights) > 1:  # from the leaves, not the flat buffers: those then have one reader each
         status = _leaf_status(method, status, weights, grads, masks, score)
-    flat = new[0]
+    flat = materialize_array(new[0], status.code)  # computed once, then split (not once per leaf)
     starts = np.cumsum([0, *sizes])
     return [jnp.reshape(flat[a:b], jnp.shape(x)) for a, b, x in zip(starts[:-1], starts[1:], masks)], status
 
@@ -160,31 +164,34 @@ def _leaf_status(method, status, weights, grads, masks, score) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
     that failure (a ``lax.cond`` inside the event), from the leaves (not the flat buffers, which
-    then have one reader each), with a program that does not grow per leaf beyond one concatenation."""
-    starts = np.cumsum([0, *(int(np.prod(jnp.shape(m), dtype=np.int64)) for m in masks)])
-
-    def failed_stage(stage):
-        def locate(_):
-            if stage.score == "random" or stage.size == "regrow":
-                return jnp.zeros((), count_dtype()), jnp.zeros((), count_dtype())
-            scores = [(_as_float(w, score) if stage.score != "gradient" else 1) *
-                      (_as_float(g, score) if stage.score != "magnitude" else 1)
-                      for w, g in zip(weights, grads or weights)]  # the product rounded once, as the keys
-            bad = jnp.concatenate([~jnp.isfinite(x) & jnp.reshape(m, -1) for x, m in zip(scores, masks)])
-            leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
-            bounds = jnp.asarray(starts)
-            at = jnp.arange(bad.shape[0])
-            count = jnp.sum(bad & (at >= bounds[leaf]) & (at < bounds[leaf + 1]), dtype=count_dtype())
-            return leaf.astype(count_dtype()), count
-        return locate
-
-    def per_leaf(stage_index):
-        return jax.lax.switch(jnp.clip(stage_index, 0, len(plan) - 1), [failed_stage(s) for s in plan], None)
-
+    then have one reader each), with one fused operand per leaf: the failed stage's score is
+    chosen on device (compile time at many leaves)."""
     plan = method.plan()
+    starts = np.cumsum([0, *(int(np.prod(jnp.shape(m), dtype=np.int64)) for m in masks)])
+    # Per stage: does its score read w, g (the product rounded once, as the keys)? Random and
+    # regrowth stages never report a non-finite score.
+    reads_w = np.asarray([s.score in ("magnitude", "taylor") for s in plan])
+    reads_g = np.asarray([s.score in ("gradient", "taylor") for s in plan])
+
+    def locate(stage_index):
+        i = jnp.clip(stage_index, 0, len(plan) - 1)
+        use_w, use_g = jnp.asarray(reads_w)[i], jnp.asarray(reads_g)[i]
+        one = jnp.ones((), score)
+        bad = jnp.concatenate([
+            ~jnp.isfinite(jnp.where(use_w, _as_float(w, score), one) *
+                          (jnp.where(use_g, _as_float(g, score), one) if grads is not None else one))
+            & jnp.reshape(m, -1)
+            for w, g, m in zip(weights, grads or weights, masks)
+        ])
+        leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
+        bounds = jnp.asarray(starts)
+        at = jnp.arange(bad.shape[0])
+        count = jnp.sum(bad & (at >= bounds[leaf]) & (at < bounds[leaf + 1]), dtype=count_dtype())
+        return leaf.astype(count_dtype()), count
+
     tensor, count = jax.lax.cond(
-        status.code == NONFINITE, per_leaf, lambda _: (status.tensor.astype(count_dtype()),
-                                                       status.count.astype(count_dtype())), status.stage,
+        status.code == NONFINITE, locate, lambda _: (status.tensor.astype(count_dtype()),
+                                                     status.count.astype(count_dtype())), status.stage,
     )
     return status._replace(tensor=tensor, count=count)
 

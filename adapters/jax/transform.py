@@ -49,7 +49,7 @@ from fggp_core.schedule import Schedule
 from fggp_core.selection import OK, check_counts, raise_status
 
 from .backend import JAX, count_dtype, materialize, rate_bits
-from .selection import run_traced
+from .selection import flat_path, run_traced
 from .sharded import ShardLayout, layout_of
 
 __all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable", "migrate_state", "is_event"]
@@ -270,22 +270,28 @@ def wrap(
         p_leaves = treedef.flatten_up_to(params)
         g_leaves = treedef.flatten_up_to(updates)
 
-        def inner_step() -> tuple[list[Any], Any]:
+        def inner_step(g_leaves: list, inner_state: Any, params: Any, mask_leaves: list) -> tuple[list, Any]:
             zero = [None if m is None else jnp.zeros((), g.dtype) for g, m in zip(g_leaves, mask_leaves)]
             masked = [g if m is None else jnp.where(m, g, z) for g, m, z in zip(g_leaves, mask_leaves, zero)]
             # Inner state shaped like params (momentum, Adam moments) is zeroed where pruned before
             # the inner step reads it: fused into the step, so nothing pruned is ever revived.
-            inner_in = _mask_params_like(state.inner, treedef, mask_leaves)
+            inner_in = _mask_params_like(inner_state, treedef, mask_leaves)
             inner_updates, inner_state = inner.update(treedef.unflatten(masked), inner_in, params, **extra_args)
             return treedef.flatten_up_to(inner_updates), inner_state
+
+        if any(isinstance(x, jax.core.Tracer) for x in g_leaves):
+            # Traced once and emitted once: the event branch calls the same function (compile time).
+            inner_step = jax.jit(inner_step)
+        step_args = (g_leaves, state.inner, params, mask_leaves)
 
         def updated_weights() -> list[jax.Array]:
             # Run inside the event branch: the same inner step again, from this step's inputs,
             # so the step between events keeps the inner update fused (no buffer for it).
-            u = jax.lax.optimization_barrier(inner_step()[0])  # rounded as apply_updates sees it
+            # Every output kept (the barrier), so JAX does not prune this call into a second function.
+            u = jax.lax.optimization_barrier(inner_step(*step_args))[0]  # rounded as apply_updates sees it
             return [(p_leaves[i] + u[i]).astype(p_leaves[i].dtype) for i in chosen]  # = optax.apply_updates
 
-        u_leaves, inner_state = inner_step()
+        u_leaves, inner_state = inner_step(*step_args)
         count = state.count + 1
         all_names = leaf_names(params)
         names = [all_names[i] for i in chosen]
@@ -392,11 +398,17 @@ def _maybe_event(
 
     def event(operands):
         g, m, row = operands
-        pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
         target = jnp.asarray(targets)[row]
-        if scope == "global":
+        if flat_path(method, scope, len(m), layout):
+            # One count over the masks concatenated as the flat selection does (XLA shares the
+            # concatenation): no per-leaf counts in the program (compile time).
+            flat = jnp.concatenate([jnp.reshape(x, -1) for x in m])
+            ks = jnp.maximum(0, target - (JAX.scalar(flat.size) - JAX.count(flat)))
+        elif scope == "global":
+            pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
             ks = jnp.maximum(0, target - JAX.reduce(pruned, range(len(m))))
         else:
+            pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
             ks = jnp.maximum(0, target - jnp.stack(pruned))
         new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count, layout)
         k = ks[0] if scope == "global" else ks[jnp.clip(status.tensor, 0, len(m) - 1)]
