@@ -20,9 +20,9 @@ import numpy as np
 import fggp_core
 from fggp_core.backend import NUMPY, score_dtype
 from fggp_core.methods import Method
-from fggp_core.selection import NONFINITE, Status, check_problem, raise_failure, random_scores, run_groups
+from fggp_core.selection import NONFINITE, OK, Status, check_problem, raise_failure, random_scores, run_groups
 
-from .backend import JAX, _as_float, count_dtype, materialize_array, rate_bits
+from .backend import JAX, _as_float, count_dtype, materialize, materialize_array, rate_bits
 from .sharded import ShardedJax, ShardLayout, layout_of, random_blocks, shard_run
 
 __all__ = ["select", "select_jit", "run_traced"]
@@ -90,7 +90,7 @@ def run_traced(
     Lists are per tensor in canonical order. ``ks``: counts, one per selection group (one
     under global scope, one per tensor under layerwise), each in ``[0, active]``. ``rate``:
     the method's float64 rate at ``step``, as a float or ``rate_bits`` (uint32 [2]).
-    ``step``: the event's step (for ``Random``). On a non-OK status the masks are unspecified.
+    ``step``: the event's step (for ``Random``). On a non-OK status the masks are ``masks``.
     ``layout``: the params' ``ShardLayout`` (``layout_of``): each device then selects on its own
     blocks inside ``shard_map`` (same masks, no gathering); None: one program on whole arrays.
     """
@@ -109,9 +109,12 @@ def run_traced(
     if flat_path(method, scope, len(weights), layout):
         return _run_flat(method, weights, grads, masks, ks, rate, step)
     if layout is None:
-        return run(JAX, weights, grads, masks, ks, rate, step)
-    new, status = shard_run(layout, run, weights, grads, masks, ks, rate, step)
-    return list(new), Status(*status)
+        new, status = run(JAX, weights, grads, masks, ks, rate, step)
+    else:
+        new, status = shard_run(layout, run, weights, grads, masks, ks, rate, step)
+        status = Status(*status)
+    ok = materialize(status.code)[0] == OK  # read by every leaf: computed once
+    return [jnp.where(ok, a, b) for a, b in zip(new, masks)], status
 
 
 FLAT_MIN_LEAVES = 32
@@ -155,7 +158,9 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
     )
     if len(weights) > 1:  # from the leaves, not the flat buffers: those then have one reader each
         status = _leaf_status(method, status, weights, grads, masks, score)
-    flat = materialize_array(new[0], status.code)  # computed once, then split (not once per leaf)
+    # The old masks on a failure, written once, then split (XLA would otherwise copy the
+    # selection's last elementwise code into every leaf's slice).
+    flat = materialize_array(jnp.where(status.code == OK, new[0], m), status.code)
     starts = np.cumsum([0, *sizes])
     return [jnp.reshape(flat[a:b], jnp.shape(x)) for a, b, x in zip(starts[:-1], starts[1:], masks)], status
 
@@ -164,8 +169,8 @@ def _leaf_status(method, status, weights, grads, masks, score) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
     that failure (a ``lax.cond`` inside the event), from the leaves (not the flat buffers, which
-    then have one reader each), with one fused operand per leaf: the failed stage's score is
-    chosen on device (compile time at many leaves)."""
+    then have one reader each): the failed stage's score is chosen on device, and every step
+    works on whole concatenated buffers (no per-leaf kernels: compile time at many leaves)."""
     plan = method.plan()
     starts = np.cumsum([0, *(int(np.prod(jnp.shape(m), dtype=np.int64)) for m in masks)])
     # Per stage: does its score read w, g (the product rounded once, as the keys)? Random and
@@ -175,14 +180,12 @@ def _leaf_status(method, status, weights, grads, masks, score) -> Status:
 
     def locate(stage_index):
         i = jnp.clip(stage_index, 0, len(plan) - 1)
-        use_w, use_g = jnp.asarray(reads_w)[i], jnp.asarray(reads_g)[i]
         one = jnp.ones((), score)
-        bad = jnp.concatenate([
-            ~jnp.isfinite(jnp.where(use_w, _as_float(w, score), one) *
-                          (jnp.where(use_g, _as_float(g, score), one) if grads is not None else one))
-            & jnp.reshape(m, -1)
-            for w, g, m in zip(weights, grads or weights, masks)
-        ])
+        # Whole-buffer operations on the concatenated leaves: no per-leaf kernel or tracing.
+        w = jnp.where(jnp.asarray(reads_w)[i], _concat([_as_float(x, score) for x in weights]), one)
+        if grads is not None:
+            w = w * jnp.where(jnp.asarray(reads_g)[i], _concat([_as_float(x, score) for x in grads]), one)
+        bad = ~jnp.isfinite(w) & _concat(masks)
         leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
         bounds = jnp.asarray(starts)
         at = jnp.arange(bad.shape[0])

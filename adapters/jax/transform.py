@@ -413,8 +413,7 @@ def _maybe_event(
         new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count, layout)
         k = ks[0] if scope == "global" else ks[jnp.clip(status.tensor, 0, len(m) - 1)]
         info = jnp.stack(materialize(*(jnp.asarray(v).astype(zero.dtype) for v in (*status, k))))
-        ok = info[0] == OK  # read by every leaf: computed once (``materialize``)
-        out = [jnp.where(ok, a, b) for a, b in zip(new, m)]
+        out = new  # the old masks on a failure (``run_traced``)
         if report is not None:  # only in this branch: no host call between events
             sizes = jnp.stack([JAX.scalar(x.size) for x in out])
             pruned = jnp.stack([JAX.scalar(x.size) - JAX.count(x) for x in out])

@@ -168,3 +168,33 @@ def test_the_flat_global_selection_of_many_leaves_is_the_cores(method, monkeypat
         m["y"][[2, 5]] = True
         with pytest.raises(F.NonFiniteScoreError, match=r"2 active entries of tensor 'y'"):
             fj.select_jit(method, w, g, m, 9, step=4)
+
+
+@pytest.mark.parametrize("flat_from", [2, 32], ids=["flat", "per-leaf"])
+def test_a_skipped_event_under_jit_keeps_the_masks_on_either_path(flat_from, monkeypatch):
+    """``run_traced`` returns the input masks on a failure (the flat path folds that into its one
+    buffer before the split): a NaN gradient at an event under jit changes no mask and no weight,
+    and ``check`` names the leaf and its count, on the flat and the per-leaf program alike."""
+    import fggp.jax.selection as selection
+
+    monkeypatch.setattr(selection, "FLAT_MIN_LEAVES", flat_from)
+    rng = np.random.default_rng(0)
+    params = {n: jnp.asarray(rng.standard_normal((4, 4)), jnp.float32) for n in "abc"}
+    schedule = F.PolynomialSchedule(0.0, 0.5, begin_step=0, end_step=2, frequency=1)
+    tx = fj.wrap(optax.sgd(0.1), F.FGGP(0.5), schedule)
+    update = jax.jit(tx.update)
+    state = tx.init(params)
+    grads = {n: jnp.ones((4, 4)) for n in params}
+    _, state = update(grads, state, params)  # step 1: an event that prunes
+    before = jax.tree.map(np.asarray, state.masks)
+    assert 0 < fj.sparsity(state) < 0.5
+    bad = dict(grads, b=grads["b"].at[1, 2].set(jnp.nan).at[3, 3].set(jnp.inf))
+    updates, state = update(bad, state, params)  # step 2: the event fails on b's scores
+    for name in params:
+        np.testing.assert_array_equal(np.asarray(state.masks[name]), before[name], err_msg=name)
+        assert bool(jnp.all(jnp.where(before[name], True, updates[name] == -params[name])))
+    assert fj.skipped_events(state) == 1
+    active = int(before["b"][1, 2]) + int(before["b"][3, 3])  # only active entries are counted
+    assert active > 0
+    with pytest.raises(F.NonFiniteScoreError, match=rf"{active} active entries of tensor \"\['b'\]\""):
+        fj.check(state)
