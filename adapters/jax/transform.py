@@ -279,7 +279,9 @@ def wrap(
             inner_updates, inner_state = inner.update(treedef.unflatten(masked), inner_in, params, **extra_args)
             return treedef.flatten_up_to(inner_updates), inner_state
 
-        if any(isinstance(x, jax.core.Tracer) for x in g_leaves):
+        if any(isinstance(x, jax.core.Tracer) for x in g_leaves) and all(
+            isinstance(x, jax.Array) for x in jax.tree.leaves(state.inner)
+        ):  # under a trace, with array state (a Python scalar in the state stays static without jit)
             # Traced once and emitted once: the event branch calls the same function (compile time).
             inner_step = jax.jit(inner_step)
         step_args = (g_leaves, state.inner, params, mask_leaves)
@@ -404,12 +406,10 @@ def _maybe_event(
             # concatenation): no per-leaf counts in the program (compile time).
             flat = jnp.concatenate([jnp.reshape(x, -1) for x in m])
             ks = jnp.maximum(0, target - (JAX.scalar(flat.size) - JAX.count(flat)))
-        elif scope == "global":
-            pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
-            ks = jnp.maximum(0, target - JAX.reduce(pruned, range(len(m))))
         else:
             pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
-            ks = jnp.maximum(0, target - jnp.stack(pruned))
+            done = JAX.reduce(pruned, range(len(m))) if scope == "global" else jnp.stack(pruned)
+            ks = jnp.maximum(0, target - done)
         new, status = run_traced(method, scope, weights_fn(), g, m, ks, jnp.asarray(rates)[row], count, layout)
         k = ks[0] if scope == "global" else ks[jnp.clip(status.tensor, 0, len(m) - 1)]
         info = jnp.stack(materialize(*(jnp.asarray(v).astype(zero.dtype) for v in (*status, k))))
