@@ -73,6 +73,13 @@ _KEEP_ZEROS = (
 )
 
 
+def _torch_int(size: int) -> Any:
+    """The torch integer dtype of ``size`` bytes (None if there is none)."""
+    import torch  # the torch backend only
+
+    return {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(size)
+
+
 def keeps_zeros(optimizer: Any) -> bool:
     """True for Keras's own optimizers above (backend variants included), not user subclasses."""
     return isinstance(optimizer, _KEEP_ZEROS) and type(optimizer).__module__.startswith("keras.")
@@ -114,6 +121,7 @@ class OptimizerHook:
         # under mixed precision; a LossScaleOptimizer saves its inner optimizer's variables as its own).
         self.saved = list({id(o): o for o in (optimizer, *(outer or ()))}.values())
         self.in_place = keras.backend.backend() == "torch"
+        self._and: dict[tuple[int, int], tuple[Any, int, Any]] = {}  # torch: integer AND masks (``_zero_pruned``)
         self.state = [self._state_of(v) for v in self.variables]
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -170,7 +178,7 @@ class OptimizerHook:
             if self.capture and self.capture_now:
                 self.grads[i].assign(ops.cast(g if scale is None else g / scale, self.grads[i].dtype))
             if self.in_place:  # torch runs eagerly on the step's own .grad buffers: no new tensor
-                g.mul_(self.masks[i].value)
+                self._zero_pruned(i, g)
             else:
                 grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
         result = type(opt).apply(opt, grads, trainable_variables)
@@ -179,6 +187,22 @@ class OptimizerHook:
         if self.capture and self.capture_now:
             self.stamp.assign(opt._iterations)
         return result
+
+    def _zero_pruned(self, i: int, g: Any) -> None:
+        """torch: the pruned entries of ``g`` set to +0.0 in place by a bitwise AND of its bits with
+        an integer mask (-1 kept, 0 pruned). Exact where multiplying by the mask is not (NaN * 0 is
+        NaN, -x * 0 is -0.0), and ~4x faster on CPU than a multiply by a bool tensor, a casting loop.
+        The integer mask is rebuilt when the mask variable's tensor changes (events, restores)."""
+        mask = self.masks[i].value
+        bits = _torch_int(g.element_size()) if g.is_floating_point() else None
+        if bits is None:
+            g.masked_fill_(~mask, 0)
+            return
+        key = (i, g.element_size())
+        cached = self._and.get(key)  # (the mask tensor, held so its id is not reused; its version; AND mask)
+        if cached is None or cached[0] is not mask or cached[1] != mask._version:
+            cached = self._and[key] = (mask, mask._version, mask.to(bits).neg_())  # True -> -1, False -> 0
+        g.view(bits).bitwise_and_(cached[2])
 
     # -- on the host, at events ------------------------------------------------------------
     def set_masks(self, masks: Sequence[Any]) -> None:
