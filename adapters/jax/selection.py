@@ -133,7 +133,7 @@ def flat_path(method: Method, scope: str, leaves: int, layout: ShardLayout | Non
     )
 
 
-def _concat(parts: Sequence[jax.Array]) -> jax.Array:
+def flat_concat(parts: Sequence[jax.Array]) -> jax.Array:
     """One flat buffer (a single leaf is only reshaped: no copy)."""
     if len(parts) == 1:
         return jnp.reshape(parts[0], -1)
@@ -148,9 +148,9 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
     The status's tensor and count of a non-finite score are recomputed per leaf."""
     score = score_dtype([JAX.dtype_name(w) for w in weights])
     sizes = [int(np.prod(jnp.shape(w), dtype=np.int64)) for w in weights]
-    w = _concat([_as_float(x, score) for x in weights])
-    g = None if grads is None else _concat([_as_float(x, score) for x in grads])
-    m = _concat(masks)
+    w = flat_concat([_as_float(x, score) for x in weights])
+    g = None if grads is None else flat_concat([_as_float(x, score) for x in grads])
+    m = flat_concat(masks)
     ks = jnp.asarray(ks).astype(count_dtype())
     new, status = run_groups(
         JAX, method, [w], None if g is None else [g], [m], [([0], ks[0])], rate=rate, step=step,
@@ -182,10 +182,10 @@ def _leaf_status(method, status, weights, grads, masks, score) -> Status:
         i = jnp.clip(stage_index, 0, len(plan) - 1)
         one = jnp.ones((), score)
         # Whole-buffer operations on the concatenated leaves: no per-leaf kernel or tracing.
-        w = jnp.where(jnp.asarray(reads_w)[i], _concat([_as_float(x, score) for x in weights]), one)
+        w = jnp.where(jnp.asarray(reads_w)[i], flat_concat([_as_float(x, score) for x in weights]), one)
         if grads is not None:
-            w = w * jnp.where(jnp.asarray(reads_g)[i], _concat([_as_float(x, score) for x in grads]), one)
-        bad = ~jnp.isfinite(w) & _concat(masks)
+            w = w * jnp.where(jnp.asarray(reads_g)[i], flat_concat([_as_float(x, score) for x in grads]), one)
+        bad = ~jnp.isfinite(w) & flat_concat(masks)
         leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
         bounds = jnp.asarray(starts)
         at = jnp.arange(bad.shape[0])

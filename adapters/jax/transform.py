@@ -49,7 +49,7 @@ from fggp_core.schedule import Schedule
 from fggp_core.selection import OK, check_counts, raise_status
 
 from .backend import JAX, count_dtype, materialize, rate_bits
-from .selection import flat_path, run_traced
+from .selection import flat_concat, flat_path, run_traced
 from .sharded import ShardLayout, layout_of
 
 __all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable", "migrate_state", "is_event"]
@@ -404,7 +404,7 @@ def _maybe_event(
         if flat_path(method, scope, len(m), layout):
             # One count over the masks concatenated as the flat selection does (XLA shares the
             # concatenation): no per-leaf counts in the program (compile time).
-            flat = jnp.concatenate([jnp.reshape(x, -1) for x in m])
+            flat = flat_concat(m)
             ks = jnp.maximum(0, target - (JAX.scalar(flat.size) - JAX.count(flat)))
         else:
             pruned = [JAX.scalar(x.size) - JAX.count(x) for x in m]
