@@ -183,6 +183,20 @@ def materialize_array(x: jax.Array, zero: Any) -> jax.Array:
     return jax.lax.dynamic_update_slice(x, x[:1], (at,))
 
 
+def opaque_ints(values: Sequence[int], seed: Any) -> list[jax.Array]:
+    """``values`` as int32 scalars that XLA cannot fold into their readers: each is its own
+    buffer, returned by a conditional whose predicate, ``(seed | 1) != 0``, is always true but
+    not to XLA (``seed``: any traced integer scalar it cannot know). Per-leaf operations that
+    differ only by such a value (an offset) are then one kernel, which XLA CPU compiles once;
+    a constant makes each leaf's operation a kernel of its own (about 10 ms of compile time)."""
+    values = [int(v) for v in values]
+    return list(jax.lax.cond(
+        (jnp.asarray(seed) | 1) != 0,
+        lambda: tuple(jnp.int32(v) for v in values),
+        lambda: tuple(jnp.int32(0) for _ in values),
+    ))
+
+
 class JaxBackend(OneDevice):
     """``fggp_core.backend.Backend`` over ``jax.Array`` (any device, any sharding; traceable)."""
 

@@ -22,7 +22,7 @@ from fggp_core.backend import NUMPY, score_dtype
 from fggp_core.methods import Method
 from fggp_core.selection import NONFINITE, OK, Status, check_problem, raise_failure, random_scores, run_groups
 
-from .backend import JAX, _as_float, count_dtype, materialize, materialize_array, rate_bits
+from .backend import JAX, _as_float, count_dtype, materialize, materialize_array, opaque_ints, rate_bits
 from .sharded import ShardedJax, ShardLayout, layout_of, random_blocks, shard_run
 
 __all__ = ["select", "select_jit", "run_traced"]
@@ -143,9 +143,9 @@ def flat_concat(parts: Sequence[jax.Array]) -> jax.Array:
 def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.Array], Status]:
     """Global selection as one tensor: the leaves concatenated in canonical order (so canonical
     indices, ties and the Random draw are those of the per-leaf selection), then split back.
-    The selection's part of the program no longer grows with the number of leaves (only the
-    concatenation and the final split do), which keeps compile time down at many leaves.
-    The status's tensor and count of a non-finite score are recomputed per leaf."""
+    The selection's part of the program does not grow with the number of leaves (only the
+    concatenation and the split do), which keeps compile time down at many leaves. The
+    status's tensor and count of a non-finite score are recomputed per leaf."""
     score = score_dtype([JAX.dtype_name(w) for w in weights])
     sizes = [int(np.prod(jnp.shape(w), dtype=np.int64)) for w in weights]
     w = flat_concat([_as_float(x, score) for x in weights])
@@ -156,46 +156,49 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
         JAX, method, [w], None if g is None else [g], [m], [([0], ks[0])], rate=rate, step=step,
         random=_random_keys(getattr(method, "seed", 0), step),
     )
-    if len(weights) > 1:  # from the leaves, not the flat buffers: those then have one reader each
-        status = _leaf_status(method, status, weights, grads, masks, score)
+    if len(weights) > 1:
+        status = _leaf_status(method, status, w, g, m, sizes)
     # The old masks on a failure, written once, then split (XLA would otherwise copy the
     # selection's last elementwise code into every leaf's slice).
     flat = materialize_array(jnp.where(status.code == OK, new[0], m), status.code)
-    starts = np.cumsum([0, *sizes])
-    return [jnp.reshape(flat[a:b], jnp.shape(x)) for a, b, x in zip(starts[:-1], starts[1:], masks)], status
+    # Each leaf's slice starts at a run-time offset: slices of the same size are then one
+    # kernel to XLA, compiled once (a constant offset makes each a kernel of its own).
+    starts = opaque_ints(np.cumsum([0, *sizes[:-1]]), ks[0])
+    return [jnp.reshape(jax.lax.dynamic_slice(flat, (a,), (n,)), jnp.shape(x))
+            for a, n, x in zip(starts, sizes, masks)], status
 
 
-def _leaf_status(method, status, weights, grads, masks, score) -> Status:
+def _leaf_status(method, status, w, g, m, sizes) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
-    that failure (a ``lax.cond`` inside the event), from the leaves (not the flat buffers, which
-    then have one reader each): the failed stage's score is chosen on device, and every step
-    works on whole concatenated buffers (no per-leaf kernels: compile time at many leaves)."""
+    that failure (a ``lax.cond`` inside the event) from the flat buffers ``w``, ``g`` (None
+    without gradients) and ``m`` the selection read: the failed stage's score is chosen on
+    device, and every step works on whole buffers (no per-leaf kernels: compile time)."""
     plan = method.plan()
-    starts = np.cumsum([0, *(int(np.prod(jnp.shape(m), dtype=np.int64)) for m in masks)])
+    starts = np.cumsum([0, *sizes])
     # Per stage: does its score read w, g (the product rounded once, as the keys)? Random and
     # regrowth stages never report a non-finite score.
     reads_w = np.asarray([s.score in ("magnitude", "taylor") for s in plan])
     reads_g = np.asarray([s.score in ("gradient", "taylor") for s in plan])
 
-    def locate(stage_index):
+    def locate(operands):
+        stage_index, w, g, m = operands
         i = jnp.clip(stage_index, 0, len(plan) - 1)
-        one = jnp.ones((), score)
-        # Whole-buffer operations on the concatenated leaves: no per-leaf kernel or tracing.
-        w = jnp.where(jnp.asarray(reads_w)[i], flat_concat([_as_float(x, score) for x in weights]), one)
-        if grads is not None:
-            w = w * jnp.where(jnp.asarray(reads_g)[i], flat_concat([_as_float(x, score) for x in grads]), one)
-        bad = ~jnp.isfinite(w) & flat_concat(masks)
+        one = jnp.ones((), w.dtype)
+        x = jnp.where(jnp.asarray(reads_w)[i], w, one)
+        if g is not None:
+            x = x * jnp.where(jnp.asarray(reads_g)[i], g, one)
+        bad = ~jnp.isfinite(x) & m
         leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
         bounds = jnp.asarray(starts)
         at = jnp.arange(bad.shape[0])
         count = jnp.sum(bad & (at >= bounds[leaf]) & (at < bounds[leaf + 1]), dtype=count_dtype())
         return leaf.astype(count_dtype()), count
 
-    tensor, count = jax.lax.cond(
-        status.code == NONFINITE, locate, lambda _: (status.tensor.astype(count_dtype()),
-                                                     status.count.astype(count_dtype())), status.stage,
-    )
+    def keep(operands):
+        return status.tensor.astype(count_dtype()), status.count.astype(count_dtype())
+
+    tensor, count = jax.lax.cond(status.code == NONFINITE, locate, keep, (status.stage, w, g, m))
     return status._replace(tensor=tensor, count=count)
 
 
