@@ -118,11 +118,10 @@ def _block_sum(n: int, term: Any) -> jax.Array:
 
 @jax.jit
 def _nonfinite(keys: jax.Array, among: jax.Array) -> jax.Array:
-    def term(start: Any, size: int) -> jax.Array:
-        k, a = (jax.lax.dynamic_slice_in_dim(x, start, size) for x in (keys, among))
-        return jnp.sum((k >= _inf(keys)) & a, dtype=count_dtype())
-
-    return _block_sum(keys.shape[0], term)
+    # Counted over a bool array (1 byte per entry): the keys' own code fuses into it and into
+    # ``exclude``, so the keys are never written whole (a loop over the keys would need them
+    # in memory, 4 bytes per entry).
+    return _count((keys >= _inf(keys)) & among)
 
 
 @jax.jit
