@@ -148,6 +148,7 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
     status's tensor and count of a non-finite score are recomputed per leaf."""
     score = score_dtype([JAX.dtype_name(w) for w in weights])
     sizes = [int(np.prod(jnp.shape(w), dtype=np.int64)) for w in weights]
+    starts = np.cumsum([0, *sizes])  # each leaf's first entry in the flat buffers, then the total
     w = flat_concat([_as_float(x, score) for x in weights])
     g = None if grads is None else flat_concat([_as_float(x, score) for x in grads])
     m = flat_concat(masks)
@@ -157,25 +158,25 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
         random=_random_keys(getattr(method, "seed", 0), step),
     )
     if len(weights) > 1:
-        status = _leaf_status(method, status, w, g, m, sizes)
+        status = _leaf_status(method, status, w, g, m, starts)
     # The old masks on a failure, written once, then split (XLA would otherwise copy the
     # selection's last elementwise code into every leaf's slice).
     flat = materialize_array(jnp.where(status.code == OK, new[0], m), status.code)
     # Each leaf's slice starts at a run-time offset: slices of the same size are then one
     # kernel to XLA, compiled once (a constant offset makes each a kernel of its own).
-    starts = opaque_ints(np.cumsum([0, *sizes[:-1]]), ks[0])
+    at = opaque_ints(starts[:-1], ks[0])
     return [jnp.reshape(jax.lax.dynamic_slice(flat, (a,), (n,)), jnp.shape(x))
-            for a, n, x in zip(starts, sizes, masks)], status
+            for a, n, x in zip(at, sizes, masks)], status
 
 
-def _leaf_status(method, status, w, g, m, sizes) -> Status:
+def _leaf_status(method, status, w, g, m, starts) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
     that failure (a ``lax.cond`` inside the event) from the flat buffers ``w``, ``g`` (None
     without gradients) and ``m`` the selection read: the failed stage's score is chosen on
-    device, and every step works on whole buffers (no per-leaf kernels: compile time)."""
+    device, and every step works on whole buffers (no per-leaf kernels: compile time). ``starts``:
+    each leaf's first entry in the flat buffers, then their length."""
     plan = method.plan()
-    starts = np.cumsum([0, *sizes])
     # Per stage: does its score read w, g (the product rounded once, as the keys)? Random and
     # regrowth stages never report a non-finite score.
     reads_w = np.asarray([s.score in ("magnitude", "taylor") for s in plan])

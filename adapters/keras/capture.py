@@ -73,13 +73,6 @@ _KEEP_ZEROS = (
 )
 
 
-def _torch_int(size: int) -> Any:
-    """The torch integer dtype of ``size`` bytes (None if there is none)."""
-    import torch  # the torch backend only
-
-    return {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(size)
-
-
 def keeps_zeros(optimizer: Any) -> bool:
     """True for Keras's own optimizers above (backend variants included), not user subclasses."""
     return isinstance(optimizer, _KEEP_ZEROS) and type(optimizer).__module__.startswith("keras.")
@@ -194,15 +187,16 @@ class OptimizerHook:
         NaN, -x * 0 is -0.0), and ~4x faster on CPU than a multiply by a bool tensor, a casting loop.
         The integer mask is rebuilt when the mask variable's tensor changes (events, restores)."""
         mask = self.masks[i].value
-        bits = _torch_int(g.element_size()) if g.is_floating_point() else None
-        if bits is None:
-            g.masked_fill_(~mask, 0)
-            return
         key = (i, g.element_size())
         cached = self._and.get(key)  # (the mask tensor, held so its id is not reused; its version; AND mask)
         if cached is None or cached[0] is not mask or cached[1] != mask._version:
-            cached = self._and[key] = (mask, mask._version, mask.to(bits).neg_())  # True -> -1, False -> 0
-        g.view(bits).bitwise_and_(cached[2])
+            from fggp.torch.masking import and_mask  # the torch adapter's own (the torch backend only)
+
+            cached = self._and[key] = (mask, mask._version, and_mask(~mask, g.element_size()))
+        if g.is_floating_point() and cached[2] is not None:
+            g.view(cached[2].dtype).bitwise_and_(cached[2])
+        else:
+            g.masked_fill_(~mask, 0)
 
     # -- on the host, at events ------------------------------------------------------------
     def set_masks(self, masks: Sequence[Any]) -> None:

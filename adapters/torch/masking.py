@@ -18,9 +18,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["PrunedEntries", "keeps_zeros"]
+__all__ = ["PrunedEntries", "and_mask", "keeps_zeros"]
 
 _BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def and_mask(pruned: torch.Tensor, itemsize: int) -> torch.Tensor | None:
+    """The integer AND mask of a bool ``pruned`` mask for elements of ``itemsize`` bytes: all bits
+    set (-1) where kept, 0 where pruned (``pruned - 1`` in int8, then sign-extended); None if no
+    integer type has that size."""
+    bits = _BITS.get(itemsize)
+    return None if bits is None else pruned.view(torch.int8).sub(1).to(bits)
 
 
 class PrunedEntries:
@@ -44,9 +52,8 @@ class PrunedEntries:
     def _bits(self, name: str, itemsize: int, device: torch.device) -> torch.Tensor:
         key = (name, itemsize, device)
         bits = self._and.get(key)
-        if bits is None:  # -1 (all bits set) where kept, 0 where pruned: pruned - 1 in int8, then sign-extended
-            bits = self.pruned[name].to(device).view(torch.int8).sub(1).to(_BITS[itemsize])
-            self._and[key] = bits
+        if bits is None:
+            bits = self._and[key] = and_mask(self.pruned[name].to(device), itemsize)
         return bits
 
     def exact(self, name: str, x: torch.Tensor) -> None:
