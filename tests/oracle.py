@@ -22,7 +22,10 @@ def _scores(kind, names, weights, grads, seed, step):
     if kind == "random":
         return np.random.default_rng([seed, 0 if step is None else step]).random(w.size, dtype=np.float32)
     g = np.concatenate([grads[n].astype(dtype).reshape(-1) for n in names])
-    return np.abs(g) if kind == "gradient" else np.abs(w * g)
+    if kind == "gradient":
+        return np.abs(g)
+    with np.errstate(invalid="ignore", over="ignore"):  # IEEE products (inf * 0 is NaN): no warning
+        return np.abs(w * g)
 
 
 def smallest(score: np.ndarray, k: int, among: np.ndarray) -> np.ndarray:
