@@ -148,7 +148,9 @@ def _first_true(mask: jax.Array, r: jax.Array) -> jax.Array:
         out = jax.lax.dynamic_update_slice_in_dim(out, m & (running <= left), start, 0)
         return out, left - running[-1] if size else left
 
-    return _by_blocks(mask.shape[0], block, (jnp.zeros_like(mask), jnp.asarray(r, count_dtype())))[0]
+    # Every block is written, so the output starts as a copy of ``mask``, made when the loop
+    # starts: a constant zeros buffer is built at the program's start and kept (1 byte per entry).
+    return _by_blocks(mask.shape[0], block, (mask, jnp.asarray(r, count_dtype())))[0]
 
 
 # Sums over tensors are single operations. A Python chain of scalar adds (or ``jnp.sum`` of stacked

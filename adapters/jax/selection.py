@@ -11,18 +11,28 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import fggp_core
-from fggp_core.backend import NUMPY, score_dtype
+from fggp_core.backend import INF_KEY, NUMPY, score_dtype
 from fggp_core.methods import Method
 from fggp_core.selection import NONFINITE, OK, Status, check_problem, raise_failure, random_scores, run_groups
 
-from .backend import JAX, _as_float, count_dtype, materialize, materialize_array, opaque_ints, rate_bits
+from .backend import (
+    JAX,
+    JaxBackend,
+    _as_float,
+    _keys,
+    count_dtype,
+    materialize,
+    materialize_array,
+    opaque_ints,
+    rate_bits,
+)
 from .sharded import ShardedJax, ShardLayout, layout_of, random_blocks, shard_run
 
 __all__ = ["select", "select_jit", "run_traced"]
@@ -140,25 +150,92 @@ def flat_concat(parts: Sequence[jax.Array]) -> jax.Array:
     return jnp.concatenate([jnp.reshape(x, -1) for x in parts])
 
 
+class _Leaves(tuple):
+    """Leaves that the flat selection reads as one tensor: their concatenation in canonical
+    order, then one inactive 0.0 entry (the "tail", see ``_FlatJax``)."""
+
+    def flat(self, score: str, tail: Any) -> jax.Array:
+        """The concatenation as floats of ``score`` dtype, ``tail`` (a 1-entry array) last."""
+        return jnp.concatenate([*(_as_float(x, score) for x in self), tail.astype(score)])
+
+
+class _LeafKeys(NamedTuple):
+    """A stage's keys, concatenated only when ``_FlatJax`` reads them together with a mask, and
+    after it and ``after`` (the previous stage's keys, if any: the count of non-finite scores
+    reads the keys with the first mask, known from the start)."""
+
+    leaves: _Leaves
+    others: _Leaves | None
+    score: str
+    made: dict  # id of the mask -> the keys built for it (one concatenation per stage and mask)
+    after: Any = None
+
+    def along(self, among: jax.Array) -> jax.Array:
+        if id(among) not in self.made:
+            # The tail is 0.0 read from ``among`` through a conditional (opaque to XLA): so the
+            # concatenation waits for ``among`` (the previous stage's result). Else XLA
+            # concatenates every stage's leaves at the start, and a stage's floats and keys
+            # live alongside the previous stage's keys (8 bytes per entry more).
+            seed = jnp.sum(among[:1], dtype=jnp.int32)
+            if self.after is not None:
+                seed = seed + jnp.sum(self.after[:1], dtype=jnp.int32)
+            tail = jnp.zeros(1, jnp.int32) + opaque_ints([0], seed)[0]
+            x = self.leaves.flat(self.score, tail)
+            y = None if self.others is None else self.others.flat(self.score, tail)
+            self.made[id(among)] = (among, _keys(x, y, self.score))  # among kept: its id stays its own
+        return self.made[id(among)][1]
+
+
+class _FlatJax(JaxBackend):
+    """``JAX`` where a weight or gradient may be ``_Leaves`` (one tensor of their total size
+    plus one): a stage's leaves are concatenated only when its keys are read with a mask (see
+    ``_LeafKeys``), so at most one stage's floats and keys live at a time (XLA CPU materializes
+    a concatenation of more than a couple of operands: 4 bytes per entry each). The masks'
+    concatenation ends with an inactive entry, so the tail is never counted nor selected."""
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        if isinstance(x, _Leaves):
+            return (1 + sum(int(np.prod(jnp.shape(t), dtype=np.int64)) for t in x),)
+        return super().shape(x)
+
+    def dtype_name(self, x: Any) -> str:
+        if isinstance(x, _Leaves):
+            return score_dtype([super(_FlatJax, self).dtype_name(t) for t in x])
+        return super().dtype_name(x)
+
+    def keys(self, t: Any, other: Any | None, score: str, out: Any = None) -> Any:
+        if isinstance(t, _Leaves):
+            return _LeafKeys(t, other, score, {}, out)
+        return super().keys(t, other, score, out)
+
+    def nonfinite(self, keys: Any, among: jax.Array) -> jax.Array:
+        return super().nonfinite(keys.along(among) if isinstance(keys, _LeafKeys) else keys, among)
+
+    def exclude(self, keys: Any, among: jax.Array) -> jax.Array:
+        return super().exclude(keys.along(among) if isinstance(keys, _LeafKeys) else keys, among)
+
+
+_FLAT = _FlatJax()
+
+
 def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.Array], Status]:
     """Global selection as one tensor: the leaves concatenated in canonical order (so canonical
     indices, ties and the Random draw are those of the per-leaf selection), then split back.
     The selection's part of the program does not grow with the number of leaves (only the
-    concatenation and the split do), which keeps compile time down at many leaves. The
+    concatenations and the split do), which keeps compile time down at many leaves. The
     status's tensor and count of a non-finite score are recomputed per leaf."""
-    score = score_dtype([JAX.dtype_name(w) for w in weights])
     sizes = [int(np.prod(jnp.shape(w), dtype=np.int64)) for w in weights]
     starts = np.cumsum([0, *sizes])  # each leaf's first entry in the flat buffers, then the total
-    w = flat_concat([_as_float(x, score) for x in weights])
-    g = None if grads is None else flat_concat([_as_float(x, score) for x in grads])
-    m = flat_concat(masks)
+    w = _Leaves(weights)
+    g = None if grads is None else _Leaves(grads)
+    m = flat_concat([*masks, jnp.zeros(1, bool)])  # the tail: never active
     ks = jnp.asarray(ks).astype(count_dtype())
     new, status = run_groups(
-        JAX, method, [w], None if g is None else [g], [m], [([0], ks[0])], rate=rate, step=step,
+        _FLAT, method, [w], None if g is None else [g], [m], [([0], ks[0])], rate=rate, step=step,
         random=_random_keys(getattr(method, "seed", 0), step),
     )
     if len(weights) > 1:
-        status = _leaf_status(method, status, w, g, m, starts)
+        status = _leaf_status(method, status, w, g, m, starts, new[0])
     # The old masks on a failure, written once, then split (XLA would otherwise copy the
     # selection's last elementwise code into every leaf's slice).
     flat = materialize_array(jnp.where(status.code == OK, new[0], m), status.code)
@@ -169,37 +246,44 @@ def _run_flat(method, weights, grads, masks, ks, rate, step) -> tuple[list[jax.A
             for a, n, x in zip(at, sizes, masks)], status
 
 
-def _leaf_status(method, status, w, g, m, starts) -> Status:
+def _leaf_status(method, status, w, g, m, starts, after) -> Status:
     """A non-finite status names the first leaf with a non-finite active score of the failed
     stage and counts that leaf's entries (as the per-leaf selection does). Computed only on
-    that failure (a ``lax.cond`` inside the event) from the flat buffers ``w``, ``g`` (None
-    without gradients) and ``m`` the selection read: the failed stage's score is chosen on
-    device, and every step works on whole buffers (no per-leaf kernels: compile time). ``starts``:
-    each leaf's first entry in the flat buffers, then their length."""
+    that failure (a ``lax.cond`` inside the event) from the leaves ``w`` and ``g`` (``_Leaves``;
+    None without gradients) and the flat mask ``m`` the selection read; ``after``: the
+    selection's result, which it waits for (else XLA runs it as soon as the status is known,
+    while the selection's keys still live). The failed stage's keys are chosen on device (a
+    switch: only that score's leaves are concatenated), and every step works on whole buffers
+    (no per-leaf kernels: compile time). ``starts``: each leaf's first entry in the flat
+    buffers, then their length."""
     plan = method.plan()
-    # Per stage: does its score read w, g (the product rounded once, as the keys)? Random and
-    # regrowth stages never report a non-finite score.
-    reads_w = np.asarray([s.score in ("magnitude", "taylor") for s in plan])
-    reads_g = np.asarray([s.score in ("gradient", "taylor") for s in plan])
+    score = _FLAT.dtype_name(w)
+    if all(stage.score not in ("magnitude", "gradient", "taylor") for stage in plan):
+        return status  # Random: no score can be non-finite
 
     def locate(operands):
-        stage_index, w, g, m = operands
-        i = jnp.clip(stage_index, 0, len(plan) - 1)
-        one = jnp.ones((), w.dtype)
-        x = jnp.where(jnp.asarray(reads_w)[i], w, one)
-        if g is not None:
-            x = x * jnp.where(jnp.asarray(reads_g)[i], g, one)
-        bad = ~jnp.isfinite(x) & m
+        stage_index, w, g, m, after = operands
+        w, g = _Leaves(w), None if g is None else _Leaves(g)
+
+        def nonfinite(stage):
+            reads = {"magnitude": (w, None), "gradient": (g, None), "taylor": (w, g)}.get(stage.score)
+            if reads is None:  # random and regrowth stages never report a non-finite score
+                return lambda: jnp.zeros(m.shape, bool)
+            return lambda: _LeafKeys(*reads, score, {}).along(after) >= INF_KEY[score]
+
+        branches = [nonfinite(stage) for stage in plan]
+        bad = jax.lax.switch(jnp.clip(stage_index, 0, len(plan) - 1), branches) & m
         leaf = jnp.searchsorted(jnp.asarray(starts[1:]), jnp.argmax(bad), side="right")
         bounds = jnp.asarray(starts)
         at = jnp.arange(bad.shape[0])
-        count = jnp.sum(bad & (at >= bounds[leaf]) & (at < bounds[leaf + 1]), dtype=count_dtype())
+        count = JAX.count(bad & (at >= bounds[leaf]) & (at < bounds[leaf + 1]))  # block-wise: no int per entry
         return leaf.astype(count_dtype()), count
 
     def keep(operands):
         return status.tensor.astype(count_dtype()), status.count.astype(count_dtype())
 
-    tensor, count = jax.lax.cond(status.code == NONFINITE, locate, keep, (status.stage, w, g, m))
+    operands = (status.stage, list(w), None if g is None else list(g), m, after)
+    tensor, count = jax.lax.cond(status.code == NONFINITE, locate, keep, operands)
     return status._replace(tensor=tensor, count=count)
 
 

@@ -152,28 +152,53 @@ def test_check_after_a_skipped_event_names_the_groups_k():
 @pytest.mark.parametrize("method", [F.FGGP(0.5), F.Random(5), F.Taylor()], ids=["fggp", "random", "taylor"])
 def test_the_flat_global_selection_of_many_leaves_is_the_cores(method, monkeypatch):
     """From FLAT_MIN_LEAVES leaves a global selection runs on one concatenated buffer: the same
-    masks as the core (ties by canonical index included), and a non-finite score still names its leaf."""
+    masks as the core (ties by canonical index included, a bfloat16 leaf among float32 ones), and
+    a non-finite score still names its leaf, whichever stage fails."""
     import fggp.jax.selection as selection
 
     monkeypatch.setattr(selection, "FLAT_MIN_LEAVES", 2)
     rng = np.random.default_rng(1)
-    shapes = {"x": (3, 5), "y": (7,), "z": (2, 2, 3)}
+    shapes = {"x": (3, 5), "y": (7,), "z": (2, 2, 3), "h": (6,)}
     w = {n: np.round(rng.standard_normal(s), 1).astype(np.float32) for n, s in shapes.items()}  # many ties
+    w["h"] = jnp.asarray(w["h"], jnp.bfloat16)
     g = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
     m = {n: rng.random(s) > 0.2 for n, s in shapes.items()}
-    want = F.select(method, w, g, m, 9, step=4)
-    got = fj.select_jit(method, w, g, m, 9, step=4)
+    want = F.select(method, {n: np.asarray(x) for n, x in w.items()}, g, m, 11, step=4)
+    got = fj.select_jit(method, w, g, m, 11, step=4)
     for name in shapes:
         np.testing.assert_array_equal(np.asarray(got[name]), want[name], err_msg=name)
     if method.name != "random":
-        w["z"][0, 1, 1] = np.nan
+        g["x"][1, 2] = np.inf  # FGGP: the gradient stage fails first
+        m["x"][1, 2] = True
+        with pytest.raises(F.NonFiniteScoreError, match=r"1 active entries of tensor 'x'"):
+            fj.select_jit(method, w, g, m, 11, step=4)
+        g["x"][1, 2] = 0.5
+        w["z"][0, 1, 1] = np.nan  # FGGP: the magnitude stage fails
         m["z"][0, 1, 1] = True
         with pytest.raises(F.NonFiniteScoreError, match=r"1 active entries of tensor 'z'"):
-            fj.select_jit(method, w, g, m, 9, step=4)
+            fj.select_jit(method, w, g, m, 11, step=4)
         w["y"][[2, 5]] = np.inf  # the first leaf with any, counted within that leaf only
         m["y"][[2, 5]] = True
         with pytest.raises(F.NonFiniteScoreError, match=r"2 active entries of tensor 'y'"):
-            fj.select_jit(method, w, g, m, 9, step=4)
+            fj.select_jit(method, w, g, m, 11, step=4)
+
+
+def test_the_flat_fggp_selection_needs_at_most_12_bytes_per_entry():
+    """Issue 15: XLA's temporary buffers of the FGGP event over 10^7 entries in 100 leaves stay
+    within 12 bytes per entry (each stage concatenates only the leaves its score reads, when the
+    previous stage is done; it was 20.7 with the weights and gradients concatenated up front)."""
+    from fggp.jax.backend import rate_bits
+    from fggp.jax.selection import run_traced
+
+    n, leaves = 10**7, 100
+    w = [jax.ShapeDtypeStruct((n // leaves,), jnp.float32)] * leaves
+    m = [jax.ShapeDtypeStruct((n // leaves,), jnp.bool_)] * leaves
+
+    def event(w, g, m, ks):
+        return run_traced(F.FGGP(0.5), "global", w, g, m, ks, rate_bits(0.5), jnp.int32(1))
+
+    compiled = jax.jit(event).lower(w, w, m, jax.ShapeDtypeStruct((1,), jnp.int32)).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes / n <= 12
 
 
 @pytest.mark.parametrize("flat_from", [2, 32], ids=["flat", "per-leaf"])
