@@ -132,8 +132,7 @@ class OptimizerHook:
         self._and: dict[tuple[int, int], tuple[Any, int, Any]] = {}  # torch: integer AND masks (``_zero_pruned``)
         self.state = [self._state_of(v) for v in self.variables]
         self.tf_xla = keras.backend.backend() == "tensorflow" and keeps_zeros(optimizer)
-        self._xla: Any = None  # tensorflow: the XLA-compiled masked update (``_in_xla``)
-        self._xla_variables: Sequence[Any] | None = None
+        self._xla: Any = None  # tensorflow: the latest XLA-compiled masked update (``_in_xla``)
 
     # -- lifecycle -----------------------------------------------------------------------
     def install(self) -> None:
@@ -179,12 +178,12 @@ class OptimizerHook:
     def _apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> Any:
         capture = bool(self.capture and self.capture_now)
         if self._in_xla(trainable_variables):
-            if self._xla is None:  # traced once per value of ``capture`` (a Python bool: part of the cache key)
-                self._xla = _tf().function(
-                    lambda g, c: self._masked_apply(g, self._xla_variables, c), jit_compile=True, autograph=False
-                )
-            self._xla_variables = trainable_variables  # read when traced: the step's own list
-            return self._xla(list(grads), capture)
+            # Only ever reached while Keras traces its train step (once per compiled step), so the
+            # function is built per trace, closing over that step's variables and ``capture``.
+            self._xla = _tf().function(
+                lambda g: self._masked_apply(g, trainable_variables, capture), jit_compile=True, autograph=False
+            )
+            return self._xla(list(grads))
         return self._masked_apply(grads, trainable_variables, capture)
 
     def _in_xla(self, trainable_variables: Sequence[Any] | None) -> bool:
