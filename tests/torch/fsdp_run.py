@@ -154,8 +154,15 @@ def main() -> None:
         out[f"{case}/zeros"] = np.asarray(bool(every))
     if dist.get_rank() == 0:
         np.savez(args.out, **out)
+    dist.barrier()  # no rank tears gloo down while another still writes or communicates
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    # Skip the interpreter's and C++ static teardown: in one CI run a rank aborted
+    # with no Python traceback ("terminate called without an active exception", SIGABRT; not reproduced in 24
+    # runs here). A failure before this line still exits non-zero with its traceback.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
