@@ -185,6 +185,20 @@ def rows_summary(name: str, result: dict) -> list[dict]:
                 r.get("met")) for r in rows if isinstance(r, dict)]
 
 
+def written(path: Path) -> str:
+    """When ``path`` was last written, to the minute: its last commit's date while git holds it
+    unchanged (a clone's checkout sets every file's mtime to the clone's time), else its mtime."""
+    try:
+        git = ["git", "-C", str(ROOT)]
+        changed = subprocess.run([*git, "status", "--porcelain", "--", str(path)], capture_output=True, text=True)
+        dated = subprocess.run([*git, "log", "-1", "--format=%cI", "--", str(path)], capture_output=True, text=True)
+        if changed.returncode == 0 and not changed.stdout.strip() and dated.stdout.strip():
+            return dated.stdout.strip()[:16]  # ISO 8601, without seconds and offset
+    except OSError:  # no git here: the file's own time
+        pass
+    return datetime.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="minutes")
+
+
 def markdown(summary: dict) -> str:
     m = summary["machine"]
     lines = [
@@ -289,8 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": info,
         "scripts": {n: {k: v for k, v in s.items() if k != "tail"} for n, s in scripts.items()},
         "rows": rows,
-        "results": {p.name: datetime.datetime.fromtimestamp(p.stat().st_mtime).isoformat(timespec="minutes")
-                    for p in sorted(RESULTS.glob("*.json")) if p.name != "summary.json"},
+        "results": {p.name: written(p) for p in sorted(RESULTS.glob("*.json")) if p.name != "summary.json"},
     }
     text = markdown(summary)
     RESULTS.mkdir(exist_ok=True)
