@@ -3,8 +3,10 @@
 1. Between events, for each model (a small CNN on 28x28 input, ~0.2 M prunable weights, batch
    32; an MLP 784-1024-1024-10, 1.86 M, batch 256) and optimizer (SGD momentum 0.9; AdamW, weight
    decay 0.01, CPU default and ``fused=True``), 90 % pruned by an event before the timed steps.
-   Three variants of the same step, each its own model and optimizer, timed in interleaved
-   rounds in this process (the order rotates each round): dense, ``fggp.torch.attach``
+   Four variants of the same step, each its own model and optimizer, timed in interleaved
+   rounds in this process (the order rotates each round): dense, a second dense copy (the
+   control: an identical program, so its ratio to dense is this machine's noise floor for the
+   figure, from memory placement and load), ``fggp.torch.attach``
    (gradients masked before each optimizer step; weights too only for optimizers that could
    move a zero) and ``torch.nn.utils.prune`` (weight =
    weight_orig * mask, recomputed every forward). Per variant: the median per-step CPU time of
@@ -68,7 +70,7 @@ def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 def make_variants(build, make_opt, sparsity: float) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
     variants = {}
-    for name in ("dense", "fggp.torch", "torch.nn.utils.prune"):
+    for name in ("dense", "dense copy", "fggp.torch", "torch.nn.utils.prune"):
         torch.manual_seed(0)
         model = build()
         optimizer = make_opt(model.parameters())
@@ -119,7 +121,7 @@ def between_events(model_name: str, opt_name: str, rounds: int, steps: int, spar
     times: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds):
-        for name in names[r % 3 :] + names[: r % 3]:  # each variant in each position
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # each variant in each position
             times[name].append(step_time(*variants[name], x, y, steps))
     per_round = {n: [a / d for a, d in zip(times[n], times["dense"])] for n in names}
     hooks = hook_seconds(variants["fggp.torch"][1])
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     for row in steps:
         cells = "  ".join(
             f"{n} {row['ratio_to_dense'][n]:.3f} [{row['ratio_p10_p90'][n][0]:.3f}, {row['ratio_p10_p90'][n][1]:.3f}]"
-            f" ({row['ratio_of_fastest_rounds'][n]:.3f})" for n in ("fggp.torch", "torch.nn.utils.prune")
+            f" ({row['ratio_of_fastest_rounds'][n]:.3f})" for n in ("dense copy", "fggp.torch", "torch.nn.utils.prune")
         )
         print(f"  {row['model']}, {row['optimizer']}: dense {row['step_ms']['dense']:.2f} ms/step; {cells}")
 

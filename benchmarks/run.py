@@ -122,8 +122,12 @@ def rows_torch(t: dict) -> list[dict]:
     for r in t.get("between_events", []):
         f, p = r["ratio_to_dense"]["fggp.torch"], r["ratio_to_dense"]["torch.nn.utils.prune"]
         lo, hi = r["ratio_p10_p90"]["fggp.torch"]
+        # the control (an identical dense copy) and the hooks' own share say how much of f is noise
+        control = r["ratio_to_dense"].get("dense copy")
+        extra = "" if control is None else (
+            f"; dense copy x{control:.3f}; hooks {100 * r['fggp_hooks_fraction_of_dense_step']:.1f} % of a dense step")
         out.append(row("torch CPU", f"between events, {r['model']}, {r['optimizer']} (x dense)",
-                       f"x{f:.3f} [p10-p90 {lo:.3f}-{hi:.3f}]; nn.utils.prune x{p:.3f}",
+                       f"x{f:.3f} [p10-p90 {lo:.3f}-{hi:.3f}]; nn.utils.prune x{p:.3f}{extra}",
                        "<= 1.02x and <= nn.utils.prune", f <= 1.02 and f <= p))
     for r in t.get("events", []):
         n = power(r["prunable_weights"])
