@@ -129,7 +129,9 @@ class OptimizerHook:
         # under mixed precision; a LossScaleOptimizer saves its inner optimizer's variables as its own).
         self.saved = list({id(o): o for o in (optimizer, *(outer or ()))}.values())
         self.in_place = keras.backend.backend() == "torch"
-        self._and: dict[tuple[int, int], tuple[Any, int, Any]] = {}  # torch: integer AND masks (``_zero_pruned``)
+        self._and: dict[tuple[int, int], tuple[Any, int, Any, float]] = {}  # torch: AND masks (``_bits``)
+        # torch: Keras's Adam/AdamW, whose CPU sqrt is slow on the zeros of pruned second moments (``_lift``)
+        self.lifts = self.in_place and isinstance(optimizer, keras.optimizers.Adam) and keeps_zeros(optimizer)
         self.state = [self._state_of(v) for v in self.variables]
         self.tf_xla = keras.backend.backend() == "tensorflow" and keeps_zeros(optimizer)
         self._xla: Any = None  # tensorflow: the latest XLA-compiled masked update (``_in_xla``)
@@ -223,7 +225,9 @@ class OptimizerHook:
                 self._zero_pruned(i, g)
             else:
                 grads[j] = ops.where(self.masks[i].value, g, 0.0)  # a weak scalar: keeps g's dtype
+        lifted = self._lift() if self.lifts else []
         result = type(opt).apply(opt, grads, trainable_variables)
+        self._unlift(lifted)
         for i in self.remask:
             self.variables[i].assign(ops.where(self.masks[i].value, self.variables[i].value, 0.0))
         if capture:
@@ -235,17 +239,60 @@ class OptimizerHook:
         an integer mask (-1 kept, 0 pruned). Exact where multiplying by the mask is not (NaN * 0 is
         NaN, -x * 0 is -0.0), and ~4x faster on CPU than a multiply by a bool tensor, a casting loop.
         The integer mask is rebuilt when the mask variable's tensor changes (events, restores)."""
+        bits, _ = self._bits(i, g.element_size())
+        if g.is_floating_point() and bits is not None:
+            g.view(bits.dtype).bitwise_and_(bits)
+        else:
+            g.masked_fill_(~self.masks[i].value, 0)
+
+    def _bits(self, i: int, itemsize: int) -> tuple[Any, float]:
+        """torch: variable ``i``'s integer AND mask for ``itemsize``-byte elements (None if no integer type has
+        that size) and its pruned share, rebuilt when the mask variable's tensor changes (events, restores)."""
         mask = self.masks[i].value
-        key = (i, g.element_size())
-        cached = self._and.get(key)  # (the mask tensor, held so its id is not reused; its version; AND mask)
+        key = (i, itemsize)
+        cached = self._and.get(key)  # (the mask tensor, held so its id is not reused; its version; AND mask; share)
         if cached is None or cached[0] is not mask or cached[1] != mask._version:
+            import torch
+
             from fggp.torch.masking import and_mask  # the torch adapter's own (the torch backend only)
 
-            cached = self._and[key] = (mask, mask._version, and_mask(~mask, g.element_size()))
-        if g.is_floating_point() and cached[2] is not None:
-            g.view(cached[2].dtype).bitwise_and_(cached[2])
-        else:
-            g.masked_fill_(~mask, 0)
+            pruned = 1.0 - int(torch.count_nonzero(mask)) / max(1, mask.numel())
+            cached = self._and[key] = (mask, mask._version, and_mask(~mask, itemsize), pruned)
+        return cached[2], cached[3]
+
+    def _moments(self, i: int) -> list[Any]:
+        """torch, Adam/AdamW: variable ``i``'s second moment (and amsgrad's running maximum), as tensors."""
+        opt = self.optimizer
+        index = opt._get_variable_index(self.variables[i])
+        slots = [opt._velocities] + ([opt._velocity_hats] if opt.amsgrad else [])
+        return [slot[index].value for slot in slots]
+
+    def _lift(self) -> list[int]:
+        """torch, on CPU: the pruned second moments of heavily pruned variables set to 1.0 for this update
+        (``fggp.torch.masking.lift``: torch's sqrt of an exact zero is ~6x slower; with zero gradient and first
+        moment the update is +0 for any positive second moment), back to +0.0 by ``_unlift`` right after."""
+        import torch
+
+        from fggp.torch.masking import LIFT_MIN_PRUNED, lift
+
+        lifted = []
+        with torch.no_grad():
+            for i in range(len(self.variables)):
+                bits, pruned = self._bits(i, 4)
+                v = self._moments(i)[0]
+                if pruned >= LIFT_MIN_PRUNED and v.dtype == torch.float32 and v.device.type == "cpu":
+                    lift(v, bits)
+                    lifted.append(i)
+        return lifted
+
+    def _unlift(self, lifted: list[int]) -> None:
+        import torch
+
+        with torch.no_grad():
+            for i in lifted:
+                bits, _ = self._bits(i, 4)
+                for v in self._moments(i):
+                    v.view(bits.dtype).bitwise_and_(bits)
 
     # -- on the host, at events ------------------------------------------------------------
     def set_masks(self, masks: Sequence[Any]) -> None:

@@ -9,6 +9,13 @@ loop.) Tensors of other dtypes (and other devices than the mask's) fall back to 
 Between events only gradients must be masked for optimizers that provably keep a pruned weight
 at +0.0 when its gradient and state are 0 (``keeps_zeros``: SGD, Adam, AdamW with finite,
 in-range hyper-parameters); every other optimizer also has its weights masked after each step.
+
+torch's CPU ``sqrt`` of an exact float32 zero is ~6x slower than of any other value (torch 2.13:
+4.6 ms against 0.72 ms per 2^20 entries, 1e-30 as fast as 1.0), so a non-fused Adam/AdamW step on
+a 90 % pruned model, whose pruned second moments are 0, cost ~2x a dense one. ``lift`` sets the
+pruned entries of such a second moment to 1.0 for the duration of the step only (``lift_targets``
+says which): with m = 0 and g = 0 the update of an entry is +0 for any v > 0, as it is for v = 0.
+The step's results are the same bits; the moment is zeroed again right after the step.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["PrunedEntries", "and_mask", "keeps_zeros"]
+__all__ = ["LIFT_MIN_PRUNED", "PrunedEntries", "and_mask", "keeps_zeros", "lift", "lift_targets"]
 
 _BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_ONE_BITS = 0x3F800000  # float32 1.0 as int32
+# the pruned share of a tensor from which lifting its second moment pays: the lift costs three
+# passes over it (~1.4 ns per entry here), a zero in the step's sqrt ~5.5 ns per pruned entry
+LIFT_MIN_PRUNED = 0.25
 
 
 def and_mask(pruned: torch.Tensor, itemsize: int) -> torch.Tensor | None:
@@ -41,7 +52,9 @@ class PrunedEntries:
 
     def __init__(self, masks: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype]) -> None:
         # (a count: torch's bool .all() is a slow scalar loop on CPU)
-        self.pruned = {n: ~m for n, m in masks.items() if int(torch.count_nonzero(m)) < m.numel()}
+        kept = {n: int(torch.count_nonzero(m)) for n, m in masks.items()}
+        self.pruned = {n: ~m for n, m in masks.items() if kept[n] < m.numel()}
+        self.fraction = {n: 1.0 - kept[n] / masks[n].numel() for n in self.pruned}  # pruned share per tensor
         self._and: dict[tuple[str, int, torch.device], torch.Tensor] = {}
         for name, pruned in self.pruned.items():
             self._bits(name, dtypes[name].itemsize, pruned.device)
@@ -63,6 +76,38 @@ class PrunedEntries:
             x.view(bits).bitwise_and_(self._bits(name, x.dtype.itemsize, x.device))
         else:
             x.masked_fill_(self.pruned[name].to(x.device), 0)
+
+
+    def lift(self, name: str, v: torch.Tensor) -> None:
+        """Set the pruned entries of float32 ``v`` to exactly 1.0 (see ``lift``)."""
+        lift(v, self._bits(name, 4, v.device))
+
+
+def lift(v: torch.Tensor, bits: torch.Tensor) -> None:
+    """Set the entries of float32 ``v`` where the int32 AND mask ``bits`` is 0 (pruned) to exactly 1.0,
+    whatever they held; entries where it is -1 (kept) keep their bits. Two integer passes, no buffer."""
+    ints = v.view(torch.int32)
+    ints.bitwise_and_(bits)  # pruned: 0
+    ints.add_(bits, alpha=_ONE_BITS).add_(_ONE_BITS)  # + ONE * (bits + 1): 0 where kept, ONE where pruned
+
+
+def lift_targets(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """The parameters whose pruned second moments ``lift`` may raise for this step: those of a
+    ``torch.optim.Adam``/``AdamW`` (exact classes, ``keeps_zeros``) in non-fused, non-differentiable
+    groups whose ``exp_avg_sq`` already exists as a float32 CPU tensor of the parameter's shape.
+    (Fused kernels and CUDA have no slow path for zeros; bfloat16's sqrt has none either.)"""
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or not keeps_zeros(optimizer):
+        return []
+    targets = []
+    for group in optimizer.param_groups:
+        if group.get("fused") or group.get("differentiable"):
+            continue
+        for param in group["params"]:
+            v = optimizer.state.get(param, {}).get("exp_avg_sq")
+            if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device.type == "cpu":
+                if v.shape == param.shape:
+                    targets.append(param)
+    return targets
 
 
 def _finite(*values: Any) -> bool:

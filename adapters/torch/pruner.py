@@ -36,7 +36,7 @@ from fggp_core.pruner import EventReport, Pruner
 from fggp_core.schedule import Schedule
 
 from .backend import backend_of
-from .masking import PrunedEntries, keeps_zeros
+from .masking import LIFT_MIN_PRUNED, PrunedEntries, keeps_zeros, lift_targets
 from .params import UNSET, PrunableSpec, check_optimizer, prunable_from_alias, prunable_parameters
 from .sharding import ShardedTorchBackend, backend_for, check_not_fsdp1, is_dtensor, local
 
@@ -66,6 +66,8 @@ class TorchPruner:
         self.core = core
         self.params = params
         self._pruned = PrunedEntries({}, {})  # the entries to keep at zero, per tensor with some
+        self._names = {p: n for n, p in params.items()}
+        self._lifted: list[str] = []  # tensors whose pruned Adam second moments hold 1.0 during this step
         self._handles: list[Any] = []
         self._dense_grads: dict[str, torch.Tensor] | None = None  # GraNet: unmasked grads of an event step
         self._started = False  # whether the first optimizer step began (the event at step 0 is due then)
@@ -120,11 +122,32 @@ class TorchPruner:
                 grad = self.params[name].grad
                 if grad is not None:
                     self._pruned.exact(name, local(grad))  # +0.0 exactly, a NaN there included
+            self._lift(optimizer)
+
+    def _lift(self, optimizer: torch.optim.Optimizer) -> None:
+        """Pruned Adam second moments to 1.0 for this step (CPU, non-fused: see ``masking``); ``_unlift`` after it."""
+        self._unlift()  # left over from a step that raised
+        for param in lift_targets(optimizer):
+            name = self._names.get(param)
+            if name is not None and self._pruned.fraction.get(name, 0.0) >= LIFT_MIN_PRUNED:
+                self._pruned.lift(name, local(optimizer.state[param]["exp_avg_sq"]))
+                self._lifted.append(name)
+
+    def _unlift(self) -> None:
+        """The lifted second moments (and amsgrad's maxima, which took the lifted value) back to +0.0."""
+        with torch.no_grad():
+            for name in self._lifted:
+                state = self.optimizer.state.get(self.params[name], {})
+                for key in ("exp_avg_sq", "max_exp_avg_sq"):
+                    if isinstance(state.get(key), torch.Tensor):
+                        self._pruned.exact(name, local(state[key]))
+        self._lifted = []
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if sys._getframe(1) is not self._outer_step:
             return  # the end of a nested super().step(): the outer step ends later (see _pre_step)
         self._outer_step = None  # first: an event that raises below still ends the step
+        self._unlift()  # before anything reads the state, a skipped step's included
         if _skipped_by_grad_scaler(optimizer):
             return
         positional = args[1:] if args and args[0] is optimizer else args  # torch passes step's self first

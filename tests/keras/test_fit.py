@@ -224,3 +224,51 @@ def test_an_optimizer_that_moves_zero_gradient_entries_is_re_masked_every_step()
     model.fit(x, y, batch_size=64, epochs=1, callbacks=[cb, Watch()], verbose=0)
     assert len(seen) == 19 and not any(seen), seen
     assert not fggp.keras.capture.keeps_zeros(model.optimizer)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the lift is for torch's CPU sqrt, which is slow on exact zeros")
+@pytest.mark.parametrize(
+    "make",
+    [lambda: keras.optimizers.Adam(1e-2), lambda: keras.optimizers.Adam(1e-2, amsgrad=True),
+     lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.05)],
+    ids=["adam", "adam-amsgrad", "adamw"],
+)
+def test_lifted_second_moments_change_no_bit_and_are_zero_after_every_update(make, monkeypatch):
+    x, y = models.digits()
+    x, y = x[:512], y[:512]
+
+    def run():
+        model = models.mlp()
+        model.compile(make(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        cb = fggp.keras.PruningCallback(F.Magnitude(), F.PolynomialSchedule(0.0, 0.8, 0, 4, 2))
+        lifts, after = [], []
+
+        class Watch(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):  # after the pruning callback's: its hook is installed
+                hook = cb._hook
+                real = hook._lift
+
+                def recording():
+                    lifts.append(real())
+                    return lifts[-1]
+
+                hook._lift = recording
+
+            def on_train_batch_end(self, batch, logs=None):
+                opt = self.model.optimizer
+                for path, mask in cb.masks.items():
+                    for v in opt.variables:
+                        if v.name.startswith(path.replace("/", "_") + "_") and tuple(v.shape) == mask.shape:
+                            after.append(np.count_nonzero(keras.ops.convert_to_numpy(v.value)[~mask]))
+
+        model.fit(x, y, batch_size=64, epochs=2, callbacks=[cb, Watch()], verbose=0, shuffle=False)
+        state = [np.array(keras.ops.convert_to_numpy(v.value)) for v in [*model.weights, *model.optimizer.variables]]
+        return state, lifts, after
+
+    lifted, lifts, after = run()
+    assert any(lifts) and after and not any(after)  # lifted during updates, +0.0 after each one
+    monkeypatch.setattr("fggp.torch.masking.LIFT_MIN_PRUNED", 2.0)  # never lift
+    plain, lifts, _ = run()
+    assert not any(lifts)
+    for a, b in zip(plain, lifted):
+        np.testing.assert_array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8))

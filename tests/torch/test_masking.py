@@ -54,10 +54,12 @@ UNKNOWN = {
 }
 
 
-def pruned_run(make, steps: int = 40, poison: bool = False):
+def pruned_run(make, steps: int = 40, poison: bool = False, after_attach=None):
     model = tiny_cnn()
     optimizer = make(model.parameters())
     pruner = attach(model, optimizer, F.Magnitude(), F.OneShotSchedule(0.7, step=1))
+    if after_attach is not None:
+        after_attach(pruner, optimizer)
     calls = []
     real = pruner._mask_weights
     pruner._mask_weights = lambda: (calls.append(1), real())
@@ -129,3 +131,60 @@ def test_exact_zeroing_gives_plus_zero_for_nan_inf_and_negative_values(dtype):
     moments = torch.full((6,), float("nan"), dtype=torch.float32)  # another element size than the weight
     entries.exact("w", moments)
     assert moments[~mask].eq(0).all() and moments[mask].isnan().all()
+
+
+LIFTED = ["adam", "adam-amsgrad-wd-maximize", "adam-foreach-decoupled", "adamw", "adamw-single-tensor"]
+
+
+def lifted_run(name: str, poison: bool = False):
+    """``pruned_run`` that also records, during each step, the pruned second moments the step saw."""
+    seen: list[torch.Tensor] = []
+
+    def probe_after_the_pruner(pruner, optimizer):
+        def probe(opt, args, kwargs):  # registered after the pruner's hook: runs after it, before the update
+            for n, mask in pruner.masks.items():
+                v = opt.state.get(pruner.params[n], {}).get("exp_avg_sq")
+                if v is not None:
+                    seen.append(v[~mask].clone())
+
+        optimizer.register_step_pre_hook(probe)
+
+    pruner, optimizer, _ = pruned_run(KNOWN[name], steps=12, poison=poison, after_attach=probe_after_the_pruner)
+    return pruner, optimizer, seen
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().view(torch.int32 if t.dtype == torch.float32 else torch.int64)
+
+
+@pytest.mark.parametrize("poison", [False, True])
+@pytest.mark.parametrize("name", LIFTED)
+def test_lifted_second_moments_change_no_bit_and_are_zero_outside_the_step(name, poison, monkeypatch):
+    """On CPU the pruned Adam second moments hold 1.0 during a non-fused step (torch's sqrt is slow on
+    zeros); weights and every state tensor must come out bit for bit as without it, state 0 after."""
+    lifted, lifted_opt, seen = lifted_run(name, poison)
+    assert any(bool(v.numel()) and bool(v.eq(1.0).all()) for v in seen)  # the lift ran (before each update)
+    assert_pruned_entries_zero(lifted, lifted_opt)  # +0.0 weights; state 0 once the step is over
+    monkeypatch.setattr("fggp.torch.pruner.LIFT_MIN_PRUNED", 2.0)  # never lift
+    plain, plain_opt, seen = lifted_run(name, poison)
+    assert not any(bool(v.ne(0).any()) for v in seen)
+    for n, p in plain.params.items():
+        assert torch.equal(bits(p), bits(lifted.params[n])), n
+        for key, value in plain_opt.state[p].items():
+            assert torch.equal(bits(value), bits(lifted_opt.state[lifted.params[n]][key])), (n, key)
+
+
+def test_only_heavily_pruned_tensors_of_non_fused_cpu_adam_are_lifted():
+    cases = (({}, 0.9, ["weight"]), ({"fused": True}, 0.9, []), ({}, 0.1, []))  # 0.1 < LIFT_MIN_PRUNED
+    for options, sparsity, lifted in cases:
+        model = nn.Linear(64, 64)
+        optimizer = ADAMW(model.parameters(), **options)
+        pruner = attach(model, optimizer, F.Magnitude(), F.OneShotSchedule(sparsity, step=0), prunable=["weight"])
+        for _ in range(2):  # the moments exist after the first step
+            optimizer.zero_grad()
+            model(torch.randn(4, 64)).sum().backward()
+            optimizer.step()
+        pruner._lift(optimizer)
+        assert pruner._lifted == lifted, (options, sparsity)
+        pruner._unlift()
+        assert_pruned_entries_zero(pruner, optimizer)
