@@ -290,9 +290,8 @@ class OptimizerHook:
 
         with torch.no_grad():
             for i in lifted:
-                bits, _ = self._bits(i, 4)
                 for v in self._moments(i):
-                    v.view(bits.dtype).bitwise_and_(bits)
+                    self._zero_pruned(i, v)
 
     # -- on the host, at events ------------------------------------------------------------
     def set_masks(self, masks: Sequence[Any]) -> None:
