@@ -4,8 +4,9 @@ imported for the single-process reference. Every rank trains on the same data, s
 averaged gradients equal one process's and the masks must be bit-identical.
 
 Usage: ``fsdp_run.py OUT.npz CASE [CASE ...] [--save DIR --stop S] [--load DIR]``; a CASE is
-``method:scope`` (method in CASES). Rank 0 writes the global masks of every case to OUT.npz,
-and the sizes of the collectives of the first event (``<case>/collectives``).
+``method:scope`` (method in CASES). Rank 0 writes the global masks and weights of every case to
+OUT.npz, the sizes of the collectives of its events (``<case>/collectives``) and the fewest calls
+of ``fggp.torch.masking.lift`` on any rank (``<case>/lifts``).
 """
 
 from __future__ import annotations
@@ -65,12 +66,33 @@ def global_masks(pruner: ft.TorchPruner) -> dict[str, np.ndarray]:
     return {n: (m.full_tensor() if pruner.sharded else m).cpu().numpy() for n, m in pruner.masks.items()}
 
 
-def reference(case: str) -> dict[str, np.ndarray]:
-    """The single-process run (no process group, no FSDP)."""
+def global_weights(pruner: ft.TorchPruner) -> dict[str, np.ndarray]:
+    """The prunable weights after the run, keyed ``weight:<name>``."""
+    return {f"weight:{n}": (p.full_tensor() if pruner.sharded else p).detach().cpu().numpy()
+            for n, p in pruner.params.items()}
+
+
+def reference(case: str, weights: bool = False) -> dict[str, np.ndarray]:
+    """The single-process run (no process group, no FSDP): its masks, and its weights if ``weights``."""
     net = model()
     opt, pruner = attach(net, case)
     train(net, opt, 0, STEPS)
-    return global_masks(pruner)
+    return {**global_masks(pruner), **(global_weights(pruner) if weights else {})}
+
+
+class LiftCounter:
+    """Counts the calls of ``fggp.torch.masking.lift`` (pruned Adam second moments raised for a CPU step)."""
+
+    def __init__(self) -> None:
+        import fggp.torch.masking as masking
+
+        self.calls, original = 0, masking.lift
+
+        def counted(v: torch.Tensor, bits: torch.Tensor) -> None:
+            self.calls += 1
+            original(v, bits)
+
+        masking.lift = counted
 
 
 class Recorder:
@@ -105,7 +127,7 @@ def main() -> None:
     from torch.distributed.fsdp import fully_shard
 
     dist.init_process_group("gloo")
-    recorder = Recorder()
+    recorder, lifts = Recorder(), LiftCounter()
     out = {}
     for case in args.cases:
         net = model()
@@ -133,7 +155,7 @@ def main() -> None:
                 recorder.on = False
 
         pruner._event = event
-        recorder.sizes = []
+        recorder.sizes, lifts.calls = [], 0
         train(net, opt, first, args.stop)
         out[f"{case}/collectives"] = np.asarray(recorder.sizes, np.int64)
         out[f"{case}/events"] = np.asarray(pruner.step, np.int64)
@@ -141,8 +163,8 @@ def main() -> None:
             model_state, opt_state = get_state_dict(net, opt)
             state = {"model": model_state, "optim": opt_state, "pruner": pruner.state_dict()}
             dcp.save(state, checkpoint_id=os.path.join(args.save, case.replace(":", "-")))
-        for name, mask in global_masks(pruner).items():
-            out[f"{case}/{name}"] = mask
+        for name, value in {**global_masks(pruner), **global_weights(pruner)}.items():
+            out[f"{case}/{name}"] = value
         local = ft.sharding.local
         local_zero = all(  # weight, gradient and Adam moments of pruned entries, on this rank's shards
             bool((local(t)[~local(pruner.masks[n])] == 0).all())
@@ -152,6 +174,9 @@ def main() -> None:
         every = torch.tensor(int(local_zero))
         dist.all_reduce(every, op=dist.ReduceOp.MIN)  # every rank's shards
         out[f"{case}/zeros"] = np.asarray(bool(every))
+        fewest = torch.tensor(lifts.calls)
+        dist.all_reduce(fewest, op=dist.ReduceOp.MIN)
+        out[f"{case}/lifts"] = np.asarray(int(fewest))  # on the rank that lifted least
     if dist.get_rank() == 0:
         np.savez(args.out, **out)
     dist.barrier()  # no rank tears gloo down while another still writes or communicates

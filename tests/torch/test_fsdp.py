@@ -48,11 +48,14 @@ def check_same(got: dict[str, np.ndarray], case: str, expected: dict[str, np.nda
 def test_fsdp2_masks_equal_one_process_for_every_method_and_scope(tmp_path):
     got = torchrun(tmp_path, 2, *CASES)
     for case in CASES:
-        expected = fsdp_run.reference(case)
-        assert 0.8 < sum((~m).sum() for m in expected.values()) / sum(m.size for m in expected.values())
-        check_same(got, case, expected)
-        # weights of pruned entries are exactly 0.0 in every rank's shard
+        expected = fsdp_run.reference(case, weights=True)
+        masks = [m for n, m in expected.items() if not n.startswith("weight:")]
+        assert 0.8 < sum((~m).sum() for m in masks) / sum(m.size for m in masks)
+        check_same(got, case, expected)  # masks and weights, bit for bit
+        # weights, gradients and Adam moments of pruned entries are exactly 0.0 in every rank's shard
         assert got[f"{case}/zeros"]
+        # ... with the pruned second moments lifted on each rank's shards during its CPU steps
+        assert got[f"{case}/lifts"] > 0
         # no gathering: an event's collectives carry histograms of 2**11 counts or one count per tensor
         sizes = got[f"{case}/collectives"]
         assert sizes.size and sizes.max() <= 2048
