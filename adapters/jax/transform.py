@@ -56,6 +56,9 @@ __all__ = ["PruneState", "MethodConfig", "wrap", "leaf_names", "default_prunable
 
 Prunable = Callable[[str, Any], bool] | Collection[str] | Any | None
 MISSED = 3  # last_skip code: update(..., fggp_event=False) at an event step
+# Inner-state arrays of at least this many entries are read by the inner update after the event's
+# conditional (see ``update``), so that a donated state is updated in place.
+IN_PLACE_MIN_SIZE = 1 << 16
 
 
 @jax.tree_util.register_static
@@ -279,9 +282,10 @@ def wrap(
             inner_updates, inner_state = inner.update(treedef.unflatten(masked), inner_in, params, **extra_args)
             return treedef.flatten_up_to(inner_updates), inner_state
 
-        if any(isinstance(x, jax.core.Tracer) for x in g_leaves) and all(
+        traced = any(isinstance(x, jax.core.Tracer) for x in g_leaves) and all(
             isinstance(x, jax.Array) for x in jax.tree.leaves(state.inner)
-        ):  # under a trace, with array state (a Python scalar in the state stays static without jit)
+        )  # under a trace, with array state (a Python scalar in the state stays static without jit)
+        if traced:
             # Traced once and emitted once: the event branch calls the same function (compile time).
             inner_step = jax.jit(inner_step)
         step_args = (g_leaves, state.inner, params, mask_leaves)
@@ -293,17 +297,32 @@ def wrap(
             u = jax.lax.optimization_barrier(inner_step(*step_args))[0]  # rounded as apply_updates sees it
             return [(p_leaves[i] + u[i]).astype(p_leaves[i].dtype) for i in chosen]  # = optax.apply_updates
 
-        u_leaves, inner_state = inner_step(*step_args)
         count = state.count + 1
         all_names = leaf_names(params)
         names = [all_names[i] for i in chosen]
         steps, targets, rates = tables(tuple((n, tuple(jnp.shape(p_leaves[i]))) for n, i in zip(names, chosen)))
-        p, u, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, u_leaves, g_leaves, mask_leaves))
+        p, g, m = ([leaves[i] for i in chosen] for leaves in (p_leaves, g_leaves, mask_leaves))
         grads = g if method.needs_grads else None
         report = None if on_event is None else functools.partial(_host_report, on_event, schedule, scope, names)
         new_m, info = _maybe_event(
             method, scope, (steps, targets, rates), updated_weights, grads, m, count, report, state.layout, fggp_event
         )
+        if traced:
+            # The inner update reads the large arrays of its state through a select on the event's
+            # status (never true: the same bits), so it runs after the event's conditional, which
+            # reads them too. With the state donated (``donate_argnums``) XLA then updates them in
+            # place; unordered, it copied them into the conditional at every step (2x an Adam MLP
+            # step on CPU). An optimization barrier does not order them (XLA drops it before copy
+            # insertion); small arrays are left alone: their copies cost less than compiling a
+            # select each (1,000 leaves).
+            after = info[0] < 0
+
+            def ordered(x: Any) -> Any:
+                return jnp.where(after, jnp.zeros_like(x), x) if jnp.size(x) >= IN_PLACE_MIN_SIZE else x
+
+            step_args = (g_leaves, jax.tree.map(ordered, state.inner), params, mask_leaves)
+        u_leaves, inner_state = inner_step(*step_args)
+        u = [u_leaves[i] for i in chosen]
 
         out_u, out_m = list(u_leaves), list(mask_leaves)
         for j, i in enumerate(chosen):
