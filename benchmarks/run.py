@@ -177,6 +177,12 @@ def rows_jax(j: dict, gpu: bool) -> list[dict]:
             out.append(row(f"jax {device}", f"between events, {s.get('model', '')} (x inner optimizer){earlier}",
                            f"x{s['ratio']:.3f} (fastest rounds x{s.get('ratio_of_fastest_rounds', float('nan')):.3f})",
                            "<= 1.05x", s["ratio"] <= 1.05))
+        donated = (("donated_ratio", "state donated"), ("donated_host_flag_ratio", "state donated, fggp_event="))
+        for key, what in donated:
+            if key in s:
+                out.append(row(f"jax {device}", f"between events, same step, {what} (x donated Adam){earlier}",
+                               f"x{s[key]:.3f} (fastest rounds x{s[key + '_of_fastest_rounds']:.3f})",
+                               "<= 1.05x", s[key] <= 1.05))
     return out
 
 
