@@ -237,8 +237,8 @@ class OptimizerHook:
     def _zero_pruned(self, i: int, g: Any) -> None:
         """torch: the pruned entries of ``g`` set to +0.0 in place by a bitwise AND of its bits with
         an integer mask (-1 kept, 0 pruned). Exact where multiplying by the mask is not (NaN * 0 is
-        NaN, -x * 0 is -0.0), and ~4x faster on CPU than a multiply by a bool tensor, a casting loop.
-        The integer mask is rebuilt when the mask variable's tensor changes (events, restores)."""
+        NaN, -x * 0 is -0.0), and ~4x faster on CPU than a multiply by a bool tensor, a casting loop
+        (the mask: ``_bits``)."""
         bits, _ = self._bits(i, g.element_size())
         if g.is_floating_point() and bits is not None:
             g.view(bits.dtype).bitwise_and_(bits)
@@ -279,8 +279,10 @@ class OptimizerHook:
         with torch.no_grad():
             for i in range(len(self.variables)):
                 bits, pruned = self._bits(i, 4)
+                if pruned < LIFT_MIN_PRUNED:
+                    continue  # the moments are looked up only where a lift may pay
                 v = self._moments(i)[0]
-                if pruned >= LIFT_MIN_PRUNED and v.dtype == torch.float32 and v.device.type == "cpu":
+                if v.dtype == torch.float32 and v.device.type == "cpu":
                     lift(v, bits)
                     lifted.append(i)
         return lifted
